@@ -1,0 +1,50 @@
+"""The interface every model backend implements, and the chat message it consumes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from sportlens.agent.records import TokenLogprob
+from sportlens.tools.frames import Frame
+
+
+@dataclass
+class ChatMessage:
+    """One chat turn; parts are text and frames in the order the model sees them."""
+
+    role: Literal["system", "user", "assistant"]
+    parts: list[str | Frame]
+
+    def text(self) -> str:
+        return "".join(p for p in self.parts if isinstance(p, str))
+
+
+@dataclass
+class Generation:
+    """What one model call returned: the text (special tokens kept), token counts and per-token logprobs."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
+class BackendError(RuntimeError):
+    """A model backend could not answer (unreachable, refused the request, or returned something unusable)."""
+
+
+class ModelBackend(Protocol):
+    """Anything that continues a multimodal chat. ``constraint`` is a regular expression the output must match."""
+
+    model_id: str
+
+    def generate(
+        self,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        constraint: str | None = None,
+    ) -> Generation: ...
+
+    def close(self) -> None: ...

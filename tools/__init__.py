@@ -1,0 +1,1 @@
+"""Videos, nothing about models: open, probe, decode exact frames, resize, encode JPEG."""
