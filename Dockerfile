@@ -1,0 +1,21 @@
+# The sportlens service image: the same install steps as the README (python venv, pip install -e).
+# No Docker engine runs on the development machines; keep this file in step with the README and Makefile.
+FROM python:3.11-slim
+
+WORKDIR /app
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml README.md Makefile ./
+COPY sportlens sportlens
+COPY tools tools
+COPY agent agent
+COPY training training
+COPY service service
+COPY benchmarks benchmarks
+RUN make setup
+
+ENV SPORTLENS_HOME=/data
+VOLUME /data
+ENTRYPOINT ["/app/.venv/bin/sportlens"]
+CMD ["--help"]

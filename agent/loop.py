@@ -1,0 +1,228 @@
+"""The think-with-video loop: show k frames, let the model think, serve its frame requests, stop at its answer.
+
+One function, ``answer_question``, used alike by the CLI, the service, the benchmark runner and training
+rollouts. It knows the protocol and the model interface; it knows nothing about HTTP or Redis.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+from sportlens.agent import protocol
+from sportlens.agent.backends.base import ChatMessage, Generation, ModelBackend
+from sportlens.agent.records import FrameRef, Step, TokenLogprob, Trajectory, VideoSummary
+from sportlens.tools.frames import Frame
+
+
+class VideoSource(Protocol):
+    """What the loop needs of a video: its probed info and frames by range (tools.video.Video provides both)."""
+
+    @property
+    def info(self): ...
+
+    def choose_frames(self, start: int, end: int, n: int) -> list[Frame]: ...
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Every knob of the loop, with the protocol's defaults.
+
+    ``constrain`` asks the backend to keep each turn inside the protocol with a regular expression
+    (vLLM structured outputs, xgrammar in-process); it lets even an untrained model answer.
+    """
+
+    initial_frames: int = 8
+    frames_per_call: int = 8
+    max_turns: int = 5
+    max_tokens_per_turn: int = 512
+    temperature: float = 0.0
+    constrain: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("initial_frames", "frames_per_call", "max_turns", "max_tokens_per_turn"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.temperature < 0:
+            raise ValueError("temperature must be ≥ 0")
+
+
+class AgentEvent(BaseModel):
+    """Progress while a question runs: the initial frames, a turn starting, a step finished."""
+
+    kind: Literal["initial_frames", "turn_started", "step"]
+    turn: int
+    frames: list[FrameRef] = []
+    step: Step | None = None
+
+
+def answer_question(
+    video: VideoSource,
+    question: str,
+    backend: ModelBackend,
+    *,
+    options: list[str] | None = None,
+    settings: AgentSettings = AgentSettings(),
+    on_event: Callable[[AgentEvent], None] | None = None,
+) -> Trajectory:
+    """Run the agent protocol on one question about one open video and return the whole trajectory.
+
+    A broken protocol rule is reported back to the model once; after a second one the model is told
+    to answer. The last allowed turn must answer; a trajectory whose model never answers has answer None.
+    """
+    if not question.strip():
+        raise ValueError("the question is empty")
+    emit = on_event or (lambda event: None)
+    started = time.perf_counter()
+    info = video.info
+    initial = video.choose_frames(0, info.frames - 1, min(settings.initial_frames, info.frames))
+    emit(AgentEvent(kind="initial_frames", turn=0, frames=_refs(initial)))
+    messages = [
+        protocol.system_message(
+            total_frames=info.frames,
+            fps=info.fps,
+            initial_frames=len(initial),
+            frames_per_call=settings.frames_per_call,
+            max_turns=settings.max_turns,
+        ),
+        protocol.question_message(question, options, initial),
+    ]
+    steps: list[Step] = []
+    earlier_ranges: list[tuple[int, int]] = []
+    seen = {frame.index for frame in initial}
+    errors_reported = 0
+    answer: str | None = None
+    answer_logprobs: list[TokenLogprob] = []
+    final_turn = settings.max_turns
+    model_latency = 0.0
+    turn = 0
+    while turn < final_turn:
+        turn += 1
+        last = turn == final_turn
+        emit(AgentEvent(kind="turn_started", turn=turn))
+        constraint = (
+            protocol.turn_constraint(options=options, total_frames=info.frames, allow_tool=not last)
+            if settings.constrain
+            else None
+        )
+        call_started = time.perf_counter()
+        generation = backend.generate(
+            messages,
+            max_tokens=settings.max_tokens_per_turn,
+            temperature=settings.temperature,
+            constraint=constraint,
+        )
+        latency = time.perf_counter() - call_started
+        model_latency += latency
+        messages.append(ChatMessage("assistant", [generation.text]))
+        parsed = protocol.parse_turn(generation.text)
+        action, error, shown = parsed.action, parsed.error, []
+        turn_answer = None
+        if action == "choose_frames":
+            assert parsed.frame_range is not None
+            range_error = (
+                "the last turn must answer"
+                if last
+                else protocol.check_frame_range(
+                    parsed.frame_range,
+                    total_frames=info.frames,
+                    frames_per_call=settings.frames_per_call,
+                    earlier=earlier_ranges,
+                )
+            )
+            if range_error:
+                action, error = "invalid", range_error
+            else:
+                earlier_ranges.append(parsed.frame_range)
+                frames = video.choose_frames(*parsed.frame_range, settings.frames_per_call)
+                shown = _refs(frames)
+                seen.update(frame.index for frame in frames)
+                messages.append(protocol.tool_response_message(frames, last_turn=turn + 1 == final_turn))
+        elif action == "answer":
+            assert parsed.answer is not None
+            turn_answer, answer_error = _normalise_answer(parsed.answer, options)
+            if answer_error:
+                action, error = "invalid", answer_error
+        step = Step(
+            turn=turn,
+            thought=parsed.thought,
+            action=action,
+            frame_range=parsed.frame_range,
+            frames_shown=shown,
+            answer=turn_answer,
+            format_error=error,
+            raw_output=generation.text,
+            tokens_in=generation.tokens_in,
+            tokens_out=generation.tokens_out,
+            latency_s=latency,
+        )
+        steps.append(step)
+        emit(AgentEvent(kind="step", turn=turn, step=step))
+        if action == "answer":
+            answer = turn_answer
+            answer_logprobs = _answer_logprobs(generation)
+            break
+        if action == "invalid" and not last:
+            if errors_reported == 0:
+                errors_reported += 1
+                messages.append(protocol.format_error_message(error or "", last_turn=turn + 1 == final_turn))
+            else:
+                final_turn = turn + 1
+                messages.append(ChatMessage("user", [protocol.LAST_TURN_NOTE]))
+    return Trajectory(
+        question=question,
+        options=options,
+        model=backend.model_id,
+        video=VideoSummary(
+            path=str(info.path),
+            frames=info.frames,
+            fps=info.fps,
+            duration_s=info.duration_s,
+            width=info.width,
+            height=info.height,
+            codec=info.codec,
+            reader=info.reader,
+        ),
+        initial_frames=_refs(initial),
+        steps=steps,
+        answer=answer,
+        answer_logprobs=answer_logprobs,
+        tokens_in=sum(s.tokens_in for s in steps),
+        tokens_out=sum(s.tokens_out for s in steps),
+        latency_s=time.perf_counter() - started,
+        model_latency_s=model_latency,
+        frames_used=len(seen),
+        format_errors=sum(1 for s in steps if s.format_error),
+    )
+
+
+def _refs(frames: list[Frame]) -> list[FrameRef]:
+    return [FrameRef(index=frame.index, seconds=frame.seconds) for frame in frames]
+
+
+def _normalise_answer(answer: str, options: list[str] | None) -> tuple[str | None, str | None]:
+    """A closed question's answer is its option letter ("B", "B)" and "B) text" all mean B)."""
+    if not options:
+        return answer, None
+    letters = protocol.option_letters(options)
+    letter = answer.strip()[:1].upper()
+    rest = answer.strip()[1:2]
+    if letter in letters and rest in ("", ")", ".", ":", " "):
+        return letter, None
+    return None, f"answer {answer!r} is not one of the option letters {', '.join(letters)}"
+
+
+def _answer_logprobs(generation: Generation) -> list[TokenLogprob]:
+    """The logprobs of the tokens that spell the answer, located by their character offsets in the text."""
+    span = protocol.answer_span(generation.text)
+    if span is None:
+        return []
+    selected, offset = [], 0
+    for token in generation.logprobs:
+        token_start, offset = offset, offset + len(token.token)
+        if token_start < span[1] and offset > span[0]:
+            selected.append(token)
+    return selected

@@ -1,0 +1,147 @@
+"""The `sportlens` command: one entry point, a subcommand per job. Bad input ends in one line on stderr and exit 2."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Input the user can fix; printed as one line."""
+
+
+def default_home() -> Path:
+    """Where sportlens keeps models it builds: $SPORTLENS_HOME, else ~/.cache/sportlens."""
+    return Path(os.environ.get("SPORTLENS_HOME", Path.home() / ".cache" / "sportlens"))
+
+
+def default_model_dir() -> Path:
+    """The embedded default model: the offline-built demo checkpoint (random weights, random answers)."""
+    return default_home() / "models" / "demo"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("sportlens: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        print(f"sportlens: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sportlens", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    ask = commands.add_parser("ask", help="ask a question about a video and print the answer with its trace")
+    ask.add_argument("video", type=Path)
+    ask.add_argument("question")
+    ask.add_argument("--options", help='closed question choices, e.g. "A) foul;B) no foul"')
+    ask.add_argument("--model", type=Path, help="checkpoint directory run in-process (default: the demo model)")
+    ask.add_argument("--backend-url", help="an OpenAI-compatible server (vLLM) instead of in-process")
+    ask.add_argument("--model-name", help="the model's name on that server")
+    ask.add_argument("--api-key", default=os.environ.get("SPORTLENS_BACKEND_API_KEY"))
+    ask.add_argument("--max-turns", type=int, default=5)
+    ask.add_argument("--initial-frames", type=int, default=8)
+    ask.add_argument("--frames-per-call", type=int, default=8)
+    ask.add_argument(
+        "--constrain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep every turn inside the protocol with a regex (default: on in-process, off over HTTP)",
+    )
+    ask.add_argument("--json", action="store_true", help="print the Result record as JSON")
+    ask.set_defaults(run=_ask)
+
+    demo = commands.add_parser("make-demo-model", help="build the offline demo checkpoint (random weights)")
+    demo.add_argument("out", type=Path, nargs="?", default=None, help=f"default: {default_model_dir()}")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_make_demo_model)
+    return parser
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from sportlens.agent.backends.base import BackendError
+    from sportlens.agent.loop import AgentSettings, answer_question
+    from sportlens.agent.protocol import parse_options
+    from sportlens.agent.records import Result
+    from sportlens.trace import TracePrinter
+    from sportlens.tools.video import Video, VideoError
+
+    if not args.question.strip():
+        raise UsageError("the question is empty")
+    try:
+        options = parse_options(args.options) if args.options is not None else None
+        settings = AgentSettings(
+            initial_frames=args.initial_frames,
+            frames_per_call=args.frames_per_call,
+            max_turns=args.max_turns,
+            constrain=args.constrain if args.constrain is not None else args.backend_url is None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.backend_url and args.model:
+        raise UsageError("give either --model DIR (in-process) or --backend-url URL, not both")
+    if args.backend_url and not args.model_name:
+        raise UsageError("--backend-url needs --model-name (the name the server serves the model under)")
+    try:
+        video = Video(args.video)
+    except VideoError as exc:
+        raise UsageError(str(exc)) from exc
+    trace = TracePrinter(json_output=args.json)
+    with video:
+        trace.video(video.info)
+        try:
+            backend = _backend(args, trace)
+            trajectory = answer_question(
+                video, args.question, backend, options=options, settings=settings, on_event=trace.event
+            )
+        except (BackendError, VideoError) as exc:
+            raise UsageError(str(exc)) from exc
+        finally:
+            trace.clear_status()
+    result = Result(trajectory=trajectory)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        trace.summary(trajectory)
+    return 0 if trajectory.answer is not None else 1
+
+
+def _backend(args: argparse.Namespace, trace):
+    if args.backend_url:
+        from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
+
+        return OpenAIHTTPBackend(args.backend_url, args.model_name, api_key=args.api_key)
+    from sportlens.agent.backends.transformers_local import TransformersBackend
+
+    model_dir = args.model or default_model_dir()
+    if args.model is None and not (model_dir / "config.json").exists():
+        from sportlens.training.demo_model import build_demo_model
+
+        trace.status(f"building the demo model at {model_dir} (random weights; once)")
+        build_demo_model(model_dir)
+    trace.status(f"loading {model_dir}")
+    return TransformersBackend(model_dir)
+
+
+def _make_demo_model(args: argparse.Namespace) -> int:
+    from sportlens.training.demo_model import build_demo_model
+
+    out = args.out or default_model_dir()
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} is not empty; choose an empty or new directory")
+    path = build_demo_model(out, seed=args.seed)
+    print(f"demo model written to {path} (random weights: its answers are random)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

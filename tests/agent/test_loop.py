@@ -1,0 +1,153 @@
+"""The think-with-video loop, driven turn by turn.
+
+``ScriptedModelFake`` stands in for a model only where a real one cannot be made to say a given thing on
+demand (a repeated interval, a malformed turn); the loop's real run with the in-process model lives in
+test_loop_transformers.py.
+"""
+import re
+
+import pytest
+
+from sportlens.agent.backends.base import ChatMessage, Generation
+from sportlens.agent.loop import AgentSettings, answer_question
+from sportlens.agent.records import TokenLogprob
+from sportlens.tools.frames import Frame
+from sportlens.tools.testclips import read_index, write_index_clip
+from sportlens.tools.video import Video
+
+
+class ScriptedModelFake:
+    """Says the scripted turns in order and records every chat it was shown."""
+
+    model_id = "scripted-fake"
+
+    def __init__(self, turns: list[str]) -> None:
+        self.turns = list(turns)
+        self.seen: list[list[ChatMessage]] = []
+        self.constraints: list[str | None] = []
+
+    def generate(self, messages, *, max_tokens, temperature=0.0, constraint=None):
+        self.seen.append(list(messages))
+        self.constraints.append(constraint)
+        text = self.turns.pop(0)
+        tokens = re.findall(r"<[^<>]+>|[^<]+|<", text)  # tags are whole tokens, as in a real tokenizer
+        return Generation(text=text, tokens_in=100, tokens_out=len(tokens),
+                          logprobs=[TokenLogprob(token=t, logprob=-0.5) for t in tokens])
+
+    def close(self):
+        pass
+
+
+def call(start, end):
+    return f'<think>look at {start}-{end}</think>\n<tool_call>{{"name": "choose_frames", "arguments": {{"frame_range": [{start}, {end}]}}}}</tool_call>'
+
+
+def answer(text):
+    return f"<think>decided</think>\n<answer>{text}</answer>"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_index_clip(tmp_path_factory.mktemp("loop") / "clip.mp4", frames=300, size=(320, 180), gop=30)
+
+
+def frames_in(message: ChatMessage) -> list[Frame]:
+    return [part for part in message.parts if isinstance(part, Frame)]
+
+
+def test_tool_call_then_answer_shows_exactly_the_requested_frames(clip):
+    model = ScriptedModelFake([call(100, 179), answer("B")])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "Was it a foul?", model, options=["A) yes", "B) no"])
+    assert trajectory.answer == "B"
+    assert [s.action for s in trajectory.steps] == ["choose_frames", "answer"]
+    first_prompt, second_prompt = model.seen
+    initial = frames_in(first_prompt[1])
+    assert len(initial) == 8 and [read_index(f.image) for f in initial] == [f.index for f in initial]
+    assert [f.index for f in initial] == [r.index for r in trajectory.initial_frames]
+    tool_frames = frames_in(second_prompt[-1])
+    assert second_prompt[-1].role == "user" and second_prompt[-1].parts[0] == "<tool_response>"
+    assert [read_index(f.image) for f in tool_frames] == [r.index for r in trajectory.steps[0].frames_shown]
+    assert all(100 <= f.index <= 179 for f in tool_frames) and len(tool_frames) == 8
+    assert trajectory.frames_used == 16
+    assert trajectory.tokens_in == 200 and trajectory.format_errors == 0
+    assert "".join(t.token for t in trajectory.answer_logprobs).strip() == "B"
+
+
+def test_each_frame_is_preceded_by_its_label(clip):
+    model = ScriptedModelFake([answer("A")])
+    with Video(clip) as video:
+        answer_question(video, "Who scored?", model, options=["A) red", "B) blue"])
+    parts = model.seen[0][1].parts
+    for position, part in enumerate(parts):
+        if isinstance(part, Frame):
+            assert parts[position - 1] == "\n" + part.label()
+            assert part.label() == f"frame {part.index} ({part.index / 30:.1f}s):"
+
+
+def test_repeated_interval_is_reported_once_and_recorded(clip):
+    model = ScriptedModelFake([call(0, 99), call(0, 99), answer("A")])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "q?", model, options=["A) x", "B) y"])
+    assert [s.action for s in trajectory.steps] == ["choose_frames", "invalid", "answer"]
+    assert "repeats" in trajectory.steps[1].format_error
+    report = model.seen[2][-1]
+    assert "format error" in report.text() and "repeats" in report.text()
+    assert trajectory.format_errors == 1 and trajectory.answer == "A"
+
+
+def test_second_format_error_is_not_reported_and_forces_the_answer(clip):
+    model = ScriptedModelFake(["rambling", "more rambling", answer("A")])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "q?", model, options=["A) x", "B) y"],
+                                     settings=AgentSettings(max_turns=5, constrain=True))
+    assert [s.action for s in trajectory.steps] == ["invalid", "invalid", "answer"]
+    reports = [m for m in model.seen[2] if "format error" in m.text()]
+    assert len(reports) == 1
+    assert "last turn" in model.seen[2][-1].text()
+    assert "<tool_call>" not in model.constraints[2]  # the forced final turn may only answer
+
+
+def test_the_last_turn_must_answer(clip):
+    model = ScriptedModelFake([call(0, 99), call(100, 199)])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "q?", model, settings=AgentSettings(max_turns=2))
+    assert trajectory.answer is None
+    assert trajectory.steps[-1].format_error == "the last turn must answer"
+    assert "last turn" in model.seen[1][-1].text()
+
+
+@pytest.mark.parametrize(("bad_call", "words"), [(call(50, 20), "start < end"), (call(250, 400), "leaves"), (call(10, 12), "narrower")])
+def test_invalid_ranges_are_format_errors_without_frames(clip, bad_call, words):
+    model = ScriptedModelFake([bad_call, answer("free text answer")])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "What happened?", model)
+    assert words in trajectory.steps[0].format_error and trajectory.steps[0].frames_shown == []
+    assert trajectory.answer == "free text answer" and trajectory.frames_used == 8
+
+
+def test_closed_answers_are_normalised_to_the_option_letter(clip):
+    model = ScriptedModelFake([answer("B) no foul")])
+    with Video(clip) as video:
+        assert answer_question(video, "q?", model, options=["A) foul", "B) no foul"]).answer == "B"
+    model = ScriptedModelFake([answer("Z"), answer("A")])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "q?", model, options=["A) foul", "B) no foul"])
+    assert "not one of the option letters" in trajectory.steps[0].format_error and trajectory.answer == "A"
+
+
+def test_events_arrive_in_order(clip):
+    events = []
+    model = ScriptedModelFake([call(100, 179), answer("A")])
+    with Video(clip) as video:
+        answer_question(video, "q?", model, on_event=events.append)
+    assert [(e.kind, e.turn) for e in events] == [
+        ("initial_frames", 0), ("turn_started", 1), ("step", 1), ("turn_started", 2), ("step", 2)
+    ]
+
+
+def test_empty_question_and_bad_settings_are_refused(clip):
+    with Video(clip) as video, pytest.raises(ValueError, match="empty"):
+        answer_question(video, "  ", ScriptedModelFake([]))
+    with pytest.raises(ValueError, match="max_turns"):
+        AgentSettings(max_turns=0)

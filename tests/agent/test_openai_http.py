@@ -1,0 +1,131 @@
+"""The OpenAI-compatible HTTP backend against the wire protocol.
+
+``OpenAIServerFake`` speaks just enough of the chat-completions API to check what the backend sends and how it
+reads answers and faults (5xx, refusals, a dead port). The real vLLM server is exercised in tests/integration.
+"""
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sportlens.agent.backends.base import BackendError, ChatMessage
+from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
+from sportlens.tools.frames import Frame
+
+COMPLETION = {
+    "choices": [{
+        "message": {"role": "assistant", "content": "<think>x</think><tool_call>{}</tool_call>"},
+        "logprobs": {"content": [{"token": "<think>", "logprob": -0.1}, {"token": "x", "logprob": -2.0}]},
+    }],
+    "usage": {"prompt_tokens": 1234, "completion_tokens": 2},
+}
+
+
+class OpenAIServerFake:
+    """A loopback HTTP server that records requests and answers from a queue of (status, body)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.replies: list[tuple[int, dict]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                status, reply = fake.replies.pop(0) if fake.replies else (200, COMPLETION)
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def server():
+    fake = OpenAIServerFake()
+    yield fake
+    fake.close()
+
+
+def chat():
+    image = np.zeros((36, 64, 3), np.uint8)
+    image[:, :32] = 255
+    return [
+        ChatMessage("system", ["rules"]),
+        ChatMessage("user", ["Question: q", "\nframe 3 (0.1s):", Frame(3, 0.1, image)]),
+        ChatMessage("assistant", ["<think>a</think>"]),
+    ]
+
+
+def test_request_carries_frames_as_data_urls_logprobs_and_the_constraint(server):
+    backend = OpenAIHTTPBackend(server.url + "/v1", "qwen", api_key="k1", backoff_s=0)
+    generation = backend.generate(chat(), max_tokens=64, temperature=0.0, constraint="<think>.*")
+    sent = server.requests[0]
+    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer k1"
+    body = sent["body"]
+    assert body["model"] == "qwen" and body["logprobs"] is True and body["skip_special_tokens"] is False
+    assert body["structured_outputs"] == {"regex": "<think>.*"} and body["max_tokens"] == 64
+    assert body["messages"][0] == {"role": "system", "content": "rules"}
+    assert body["messages"][2] == {"role": "assistant", "content": "<think>a</think>"}
+    user = body["messages"][1]["content"]
+    assert [part["type"] for part in user] == ["text", "text", "image_url"]
+    url = user[2]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+    assert decoded.shape == (36, 64, 3) and decoded[:, :30].mean() > 240 and decoded[:, 34:].mean() < 15
+    assert generation.text == COMPLETION["choices"][0]["message"]["content"]
+    assert (generation.tokens_in, generation.tokens_out) == (1234, 2)
+    assert [(t.token, t.logprob) for t in generation.logprobs] == [("<think>", -0.1), ("x", -2.0)]
+
+
+def test_no_constraint_sends_no_structured_outputs(server):
+    OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8)
+    assert "structured_outputs" not in server.requests[0]["body"]
+
+
+def test_server_errors_are_retried_then_succeed(server):
+    server.replies = [(503, {"error": {"message": "busy"}}), (502, {"message": "bad gateway"})]
+    generation = OpenAIHTTPBackend(server.url, "qwen", retries=2, backoff_s=0).generate(chat(), max_tokens=8)
+    assert len(server.requests) == 3 and generation.tokens_out == 2
+
+
+def test_a_refusal_is_not_retried_and_names_the_cause(server):
+    server.replies = [(404, {"error": {"message": "The model `nope` does not exist."}})]
+    with pytest.raises(BackendError, match="HTTP 404.*does not exist"):
+        OpenAIHTTPBackend(server.url, "nope", retries=3, backoff_s=0).generate(chat(), max_tokens=8)
+    assert len(server.requests) == 1
+
+
+def test_persistent_5xx_ends_in_a_clear_error(server):
+    server.replies = [(500, {"error": {"message": "boom"}})] * 3
+    with pytest.raises(BackendError, match="HTTP 500.*boom"):
+        OpenAIHTTPBackend(server.url, "qwen", retries=2, backoff_s=0).generate(chat(), max_tokens=8)
+
+
+def test_an_answer_without_choices_is_a_backend_error(server):
+    server.replies = [(200, {"object": "error"})]
+    with pytest.raises(BackendError, match="no usable completion"):
+        OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8)
+
+
+def test_unreachable_server_is_a_clear_error():
+    backend = OpenAIHTTPBackend("http://127.0.0.1:9", "qwen", retries=1, backoff_s=0)
+    with pytest.raises(BackendError, match="cannot reach the model server at http://127.0.0.1:9"):
+        backend.generate(chat(), max_tokens=8)

@@ -1,0 +1,121 @@
+"""The protocol parser and rules, as a specification of what a model may say."""
+import re
+
+import pytest
+
+from sportlens.agent import protocol
+
+HERMES = '<think>the foul happens late</think>\n<tool_call>{"name": "choose_frames", "arguments": {"frame_range": [120, 240]}}</tool_call>'
+DEEPSPORT = '<think>zoom in</think><tool_call>{"action": "choose_frames", "frame_range": [10, 90]}</tool_call>'
+
+
+def test_hermes_tool_call_is_parsed():
+    turn = protocol.parse_turn(HERMES)
+    assert (turn.action, turn.frame_range, turn.thought, turn.error) == ("choose_frames", (120, 240), "the foul happens late", None)
+
+
+def test_deepsport_tool_call_is_parsed():
+    turn = protocol.parse_turn(DEEPSPORT)
+    assert (turn.action, turn.frame_range, turn.error) == ("choose_frames", (10, 90), None)
+
+
+def test_arguments_as_json_string_are_accepted():
+    text = '<think>t</think><tool_call>{"name": "choose_frames", "arguments": "{\\"frame_range\\": [1, 50]}"}</tool_call>'
+    assert protocol.parse_turn(text).frame_range == (1, 50)
+
+
+def test_answer_is_parsed_and_stripped():
+    turn = protocol.parse_turn("<think>it is a handball</think>\n<answer> B </answer>")
+    assert (turn.action, turn.answer, turn.error) == ("answer", "B", None)
+
+
+def test_missing_think_is_an_error_but_keeps_the_action():
+    turn = protocol.parse_turn("<answer>A</answer>")
+    assert turn.action == "answer" and turn.answer == "A"
+    assert "think" in turn.error
+
+
+@pytest.mark.parametrize(
+    ("text", "error_words"),
+    [
+        ("<think>hmm</think> I think it is A", "neither"),
+        ("<think>x</think><answer>A</answer><tool_call>{}</tool_call>", "both"),
+        ("<think>x</think><answer>A</answer><answer>B</answer>", "more than one"),
+        ("<think>x</think><answer>  </answer>", "empty"),
+        ("<think>x</think><tool_call>{frame_range: [1, 2]}</tool_call>", "not valid JSON"),
+        ('<think>x</think><tool_call>[1, 2]</tool_call>', "not a JSON object"),
+        ('<think>x</think><tool_call>{"name": "zoom", "arguments": {"frame_range": [1, 20]}}</tool_call>', "unknown tool"),
+        ('<think>x</think><tool_call>{"name": "choose_frames", "arguments": {"frame_range": [1]}}</tool_call>', "two integers"),
+        ('<think>x</think><tool_call>{"name": "choose_frames", "arguments": {"frame_range": [1.5, 20]}}</tool_call>', "two integers"),
+        ('<think>x</think><tool_call>{"action": "choose_frames", "frame_range": "1-20"}</tool_call>', "two integers"),
+        ('<think>x</think><tool_call>{"name": "choose_frames", "arguments": "{oops"}</tool_call>', "arguments are not valid JSON"),
+    ],
+)
+def test_malformed_turns_are_invalid_with_a_named_error(text, error_words):
+    turn = protocol.parse_turn(text)
+    assert turn.action == "invalid"
+    assert error_words in turn.error
+
+
+@pytest.mark.parametrize(
+    ("frame_range", "error_words"),
+    [
+        ((50, 50), "start < end"),
+        ((60, 40), "start < end"),
+        ((-1, 40), "leaves the video"),
+        ((10, 300), "leaves the video"),
+        ((10, 15), "narrower than 8"),
+        ((0, 99), "repeats"),
+    ],
+)
+def test_frame_range_rules(frame_range, error_words):
+    error = protocol.check_frame_range(frame_range, total_frames=300, frames_per_call=8, earlier=[(0, 99)])
+    assert error_words in error
+
+
+def test_a_valid_range_breaks_no_rule():
+    assert protocol.check_frame_range((0, 7), total_frames=300, frames_per_call=8, earlier=[(0, 99)]) is None
+    assert protocol.check_frame_range((292, 299), total_frames=300, frames_per_call=8, earlier=[]) is None
+
+
+def test_options_are_parsed_and_validated():
+    assert protocol.parse_options("A) foul ; B)no foul;") == ["A) foul", "B) no foul"]
+    assert protocol.option_letters(["A) foul", "B) no foul"]) == ["A", "B"]
+    for bad in ["A) only one", "A) x;C) y", "foul;no foul", "A) ;B) y", ""]:
+        with pytest.raises(ValueError):
+            protocol.parse_options(bad)
+
+
+def test_constraint_accepts_protocol_turns_and_rejects_others():
+    options = ["A) foul", "B) no foul"]
+    constraint = protocol.turn_constraint(options=options, total_frames=900, allow_tool=True)
+    assert re.fullmatch(constraint, HERMES)
+    assert re.fullmatch(constraint, "<think>clear</think>\n<answer>B</answer>")
+    assert not re.fullmatch(constraint, "<think>clear</think>\n<answer>C</answer>")
+    assert not re.fullmatch(constraint, DEEPSPORT)  # the constraint asks for the hermes form only
+    final = protocol.turn_constraint(options=options, total_frames=900, allow_tool=False)
+    assert not re.fullmatch(final, HERMES)
+    assert re.fullmatch(final, "<think>clear</think>\n<answer>A</answer>")
+    every_constrained_turn_parses = protocol.parse_turn(HERMES).action == "choose_frames"
+    assert every_constrained_turn_parses
+
+
+def test_constrained_numbers_have_no_more_digits_than_the_last_frame():
+    constraint = protocol.turn_constraint(options=None, total_frames=900, allow_tool=True)
+    call = '<think>t</think>\n<tool_call>{"name": "choose_frames", "arguments": {"frame_range": [%s, %s]}}</tool_call>'
+    assert re.fullmatch(constraint, call % (0, 899))
+    assert not re.fullmatch(constraint, call % (0, 1000))
+    assert not re.fullmatch(constraint, call % ("007", 100))
+
+
+def test_answer_span_points_at_the_answer_text():
+    text = "<think>x</think><answer> B </answer>"
+    start, end = protocol.answer_span(text)
+    assert text[start:end] == "B"
+    assert protocol.answer_span("<think>x</think>") is None
+
+
+def test_system_prompt_states_the_rules_and_the_tool():
+    message = protocol.system_message(total_frames=900, fps=30.0, initial_frames=8, frames_per_call=8, max_turns=5)
+    text = message.text()
+    assert "0 to 899" in text and "choose_frames" in text and "<answer>" in text and "5 turns" in text

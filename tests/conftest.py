@@ -1,0 +1,14 @@
+"""Fixtures shared across the test suite."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random-init demo checkpoint (seed 0), built once per session in a temporary directory."""
+    from sportlens.training.demo_model import build_demo_model  # imported here: torch loads only when needed
+
+    return build_demo_model(tmp_path_factory.mktemp("models") / "sportlens-demo", seed=0)
