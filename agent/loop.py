@@ -216,13 +216,17 @@ def _normalise_answer(answer: str, options: list[str] | None) -> tuple[str | Non
 
 
 def _answer_logprobs(generation: Generation) -> list[TokenLogprob]:
-    """The logprobs of the tokens that spell the answer, located by their character offsets in the text."""
+    """The logprobs of the tokens that spell the answer, located by their character offsets in the text.
+
+    Offsets are counted back from the end: only ``</answer>`` follows the answer, while earlier text may hold
+    tokens whose strings do not add up to the text (a partial UTF-8 byte decodes to one replacement character).
+    """
     span = protocol.answer_span(generation.text)
     if span is None:
         return []
-    selected, offset = [], 0
-    for token in generation.logprobs:
-        token_start, offset = offset, offset + len(token.token)
-        if token_start < span[1] and offset > span[0]:
+    selected, offset = [], len(generation.text)
+    for token in reversed(generation.logprobs):
+        token_end, offset = offset, offset - len(token.token)
+        if offset < span[1] and token_end > span[0]:
             selected.append(token)
-    return selected
+    return selected[::-1]

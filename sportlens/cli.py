@@ -120,8 +120,11 @@ def _backend(args: argparse.Namespace, trace):
         from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
 
         return OpenAIHTTPBackend(args.backend_url, args.model_name, api_key=args.api_key)
+    from transformers.utils import logging as transformers_logging
+
     from sportlens.agent.backends.transformers_local import TransformersBackend
 
+    transformers_logging.disable_progress_bar()  # the trace is the progress display
     model_dir = args.model or default_model_dir()
     if args.model is None and not (model_dir / "config.json").exists():
         from sportlens.training.demo_model import build_demo_model
