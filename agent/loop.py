@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from sportlens.agent import protocol
-from sportlens.agent.backends.base import ChatMessage, Generation, ModelBackend
+from sportlens.agent.backends.base import BackendError, ChatMessage, Generation, ModelBackend
 from sportlens.agent.records import FrameRef, Step, TokenLogprob, Trajectory, VideoSummary
 from sportlens.tools.frames import Frame
 
@@ -33,6 +33,9 @@ class AgentSettings:
 
     ``constrain`` asks the backend to keep each turn inside the protocol with a regular expression
     (vLLM structured outputs, xgrammar in-process); it lets even an untrained model answer.
+    ``score_options`` scores every option of a closed question after the answer (teacher-forced, the
+    input of conformal sets); ``answer_samples`` samples that many further final answers at temperature 1
+    (the input of sample-based conformal sets for open questions).
     """
 
     initial_frames: int = 8
@@ -41,11 +44,15 @@ class AgentSettings:
     max_tokens_per_turn: int = 512
     temperature: float = 0.0
     constrain: bool = False
+    score_options: bool = False
+    answer_samples: int = 0
 
     def __post_init__(self) -> None:
         for name in ("initial_frames", "frames_per_call", "max_turns", "max_tokens_per_turn"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.answer_samples < 0:
+            raise ValueError("answer_samples must be ≥ 0")
         if self.temperature < 0:
             raise ValueError("temperature must be ≥ 0")
 
@@ -96,6 +103,8 @@ def answer_question(
     errors_reported = 0
     answer: str | None = None
     answer_logprobs: list[TokenLogprob] = []
+    option_logprobs: dict[str, float] | None = None
+    answer_samples: list[str] = []
     final_turn = settings.max_turns
     model_latency = 0.0
     turn = 0
@@ -164,6 +173,12 @@ def answer_question(
         if action == "answer":
             answer = turn_answer
             answer_logprobs = _answer_logprobs(generation)
+            context = messages[:-1]
+            if options and settings.score_options:
+                answer_prefix = generation.text[: generation.text.index("<answer>") + len("<answer>")]
+                option_logprobs = _score_options(backend, context, answer_prefix, options)
+            if settings.answer_samples:
+                answer_samples = _sample_answers(backend, context, options, info.frames, settings)
             break
         if action == "invalid" and not last:
             if errors_reported == 0:
@@ -176,16 +191,7 @@ def answer_question(
         question=question,
         options=options,
         model=backend.model_id,
-        video=VideoSummary(
-            path=str(info.path),
-            frames=info.frames,
-            fps=info.fps,
-            duration_s=info.duration_s,
-            width=info.width,
-            height=info.height,
-            codec=info.codec,
-            reader=info.reader,
-        ),
+        video=VideoSummary.model_validate(info, from_attributes=True),
         initial_frames=_refs(initial),
         steps=steps,
         answer=answer,
@@ -196,7 +202,47 @@ def answer_question(
         model_latency_s=model_latency,
         frames_used=len(seen),
         format_errors=sum(1 for s in steps if s.format_error),
+        option_logprobs=option_logprobs,
+        answer_samples=answer_samples,
     )
+
+
+def _score_options(
+    backend: ModelBackend, context: list[ChatMessage], answer_prefix: str, options: list[str]
+) -> dict[str, float]:
+    """Log-probability of each option letter as the answer, teacher-forced after the final turn's reasoning.
+
+    Every continuation shares the turn's text up to ``<answer>``, so the differences between options are
+    the model's preference among them given the whole trajectory.
+    """
+    score = getattr(backend, "score_continuations", None)
+    if score is None:
+        raise BackendError(f"the {type(backend).__name__} backend cannot score options")
+    letters = protocol.option_letters(options)
+    totals = score(context, [f"{answer_prefix}{letter}</answer>" for letter in letters])
+    return dict(zip(letters, totals))
+
+
+def _sample_answers(
+    backend: ModelBackend,
+    context: list[ChatMessage],
+    options: list[str] | None,
+    total_frames: int,
+    settings: AgentSettings,
+) -> list[str]:
+    """Further final answers sampled at temperature 1 from the same point; unusable samples are dropped."""
+    constraint = protocol.turn_constraint(options=options, total_frames=total_frames, allow_tool=False)
+    samples = []
+    for _ in range(settings.answer_samples):
+        generation = backend.generate(
+            context, max_tokens=settings.max_tokens_per_turn, temperature=1.0,
+            constraint=constraint if settings.constrain else None,
+        )
+        parsed = protocol.parse_turn(generation.text)
+        sample, error = _normalise_answer(parsed.answer or "", options) if parsed.action == "answer" else (None, "")
+        if sample is not None and not error:
+            samples.append(sample)
+    return samples
 
 
 def _refs(frames: list[Frame]) -> list[FrameRef]:

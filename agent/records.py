@@ -35,6 +35,7 @@ class VideoSummary(BaseModel):
     width: int
     height: int
     codec: str
+    rotation: int
     reader: str
 
 
@@ -74,15 +75,52 @@ class Trajectory(BaseModel):
     model_latency_s: float
     frames_used: int
     format_errors: int
+    option_logprobs: dict[str, float] | None = None
+    answer_samples: list[str] = Field(default_factory=list)
 
 
 class Result(BaseModel):
-    """A trajectory plus what is known about how sure its answer may be and whether it was right."""
+    """A trajectory plus what is known about how sure its answer may be and whether it was right.
+
+    ``item_id``, ``sport``, ``task`` and ``label`` come from the question set when there is one: calibration
+    groups by sport × task and scores against the label.
+    """
 
     model_config = ConfigDict(extra="forbid")
     trajectory: Trajectory
+    item_id: str | None = None
+    sport: str | None = None
+    task: str | None = None
+    label: str | None = None
     prediction_set: list[str] | None = None
     alpha: float | None = None
+    coverage_target: float | None = None
+    calibration_group: str | None = None
     set_size: int | None = None
     abstain: bool = False
     correct: bool | None = None
+
+
+class QAItem(BaseModel):
+    """One benchmark or training question about one video (a line of our QA JSONL, DESIGN.md).
+
+    ``answer`` is an option letter for ``choice``, "yes"/"no" for ``yes_no``, free text for ``open`` and
+    "[x0, y0, x1, y1]" for ``box``; ``box`` holds the same box in pixels of the event frame.
+    ``event_window`` is the inclusive [start_frame, end_frame] of the moment that answers it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    video: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    options: list[str] | None = None
+    answer: str
+    answer_type: Literal["choice", "yes_no", "open", "box"]
+    sport: str
+    task: str
+    level: int | None = None
+    dimension: str | None = None
+    event_window: tuple[int, int] | None = None
+    box: tuple[float, float, float, float] | None = None
+    explanation: str | None = None
+    split: str | None = None

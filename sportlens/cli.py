@@ -58,7 +58,19 @@ def _parser() -> argparse.ArgumentParser:
         help="keep every turn inside the protocol with a regex (default: on in-process, off over HTTP)",
     )
     ask.add_argument("--json", action="store_true", help="print the Result record as JSON")
+    ask.add_argument("--calibration", type=Path, help="a calibration artifact: answer with a conformal prediction set")
+    ask.add_argument("--selective", action="store_true", help="abstain when the prediction set is not one answer")
+    ask.add_argument("--samples", type=int, default=10, help="answers sampled for the sample method (default 10)")
     ask.set_defaults(run=_ask)
+
+    calibrate = commands.add_parser("calibrate", help="calibrate conformal prediction sets on labelled results")
+    calibrate.add_argument("results", type=Path, help="Result records, one JSON per line (from `sportlens bench`)")
+    calibrate.add_argument("--alpha", type=float, default=0.1, help="miscoverage: sets hold the answer ≥ 1−α of the time")
+    calibrate.add_argument("--method", choices=["lac", "aps", "sample"], default="lac")
+    calibrate.add_argument("--by", default="sport,task", help='Mondrian groups, comma-separated fields, or "" for none')
+    calibrate.add_argument("--model", type=Path, help="the checkpoint the results came from, to record its hash")
+    calibrate.add_argument("--out", type=Path, required=True)
+    calibrate.set_defaults(run=_calibrate)
 
     demo = commands.add_parser("make-demo-model", help="build the offline demo checkpoint (random weights)")
     demo.add_argument("out", type=Path, nargs="?", default=None, help=f"default: {default_model_dir()}")
@@ -69,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _ask(args: argparse.Namespace) -> int:
     from sportlens.agent.backends.base import BackendError
+    from sportlens.agent.conformal import CalibrationArtifact, CalibrationError, apply_calibration, model_sha256
     from sportlens.agent.loop import AgentSettings, answer_question
     from sportlens.agent.protocol import parse_options
     from sportlens.agent.records import Result
@@ -79,11 +92,16 @@ def _ask(args: argparse.Namespace) -> int:
         raise UsageError("the question is empty")
     try:
         options = parse_options(args.options) if args.options is not None else None
+        artifact = CalibrationArtifact.load(args.calibration) if args.calibration else None
+        if artifact and artifact.method != "sample" and not options:
+            raise UsageError(f"a {artifact.method} calibration needs a closed question (--options)")
         settings = AgentSettings(
             initial_frames=args.initial_frames,
             frames_per_call=args.frames_per_call,
             max_turns=args.max_turns,
             constrain=args.constrain if args.constrain is not None else args.backend_url is None,
+            score_options=artifact is not None and artifact.method != "sample",
+            answer_samples=args.samples if artifact is not None and artifact.method == "sample" else 0,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
@@ -108,10 +126,17 @@ def _ask(args: argparse.Namespace) -> int:
         finally:
             trace.clear_status()
     result = Result(trajectory=trajectory)
+    if artifact is not None and trajectory.answer is not None:
+        try:
+            if not args.backend_url:
+                artifact.check_model(trajectory.model, model_sha256(args.model or default_model_dir()))
+            result = apply_calibration(result, artifact, selective=args.selective)
+        except CalibrationError as exc:
+            raise UsageError(str(exc)) from exc
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
-        trace.summary(trajectory)
+        trace.summary(result)
     return 0 if trajectory.answer is not None else 1
 
 
@@ -133,6 +158,42 @@ def _backend(args: argparse.Namespace, trace):
         build_demo_model(model_dir)
     trace.status(f"loading {model_dir}")
     return TransformersBackend(model_dir)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from sportlens.agent.conformal import CalibrationError, calibrate, model_sha256
+    from sportlens.agent.records import Result
+
+    results = []
+    try:
+        lines = args.results.read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.results}: {exc.strerror}") from exc
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                results.append(Result.model_validate_json(line))
+            except ValueError as exc:
+                raise UsageError(f"{args.results}:{number}: not a Result record ({exc.errors()[0]['msg']})") from exc
+    by = [field for field in args.by.split(",") if field]
+    unknown = [field for field in by if field not in ("sport", "task")]
+    if unknown:
+        raise UsageError(f"--by takes sport and task, not {', '.join(unknown)}")
+    try:
+        artifact = calibrate(
+            results,
+            alpha=args.alpha,
+            method=args.method,
+            by=by,
+            model_sha256=model_sha256(args.model) if args.model else None,
+        )
+    except CalibrationError as exc:
+        raise UsageError(str(exc)) from exc
+    artifact.save(args.out)
+    groups = ", ".join(f"{key} n={n}" + ("" if key in artifact.quantiles else " (pooled)") for key, n in artifact.counts.items())
+    print(f"{args.method} at α={args.alpha}: q̂ = {artifact.pooled_quantile:.4f} pooled over {artifact.n}; {groups}")
+    print(f"written to {args.out}")
+    return 0
 
 
 def _make_demo_model(args: argparse.Namespace) -> int:

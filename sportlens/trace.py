@@ -5,7 +5,7 @@ import sys
 from typing import TextIO
 
 from sportlens.agent.loop import AgentEvent
-from sportlens.agent.records import FrameRef, Step, Trajectory
+from sportlens.agent.records import FrameRef, Result, Step
 
 
 def _frames(refs: list[FrameRef]) -> str:
@@ -73,9 +73,16 @@ class TracePrinter:
             lines.append(f"  ! format error: {step.format_error}")
         return "\n".join(lines)
 
-    def summary(self, trajectory: Trajectory) -> None:
+    def summary(self, result: Result) -> None:
+        trajectory = result.trajectory
         answer = trajectory.answer if trajectory.answer is not None else "(no answer)"
         self._line(
             f"answer: {answer}  [{len(trajectory.steps)} turns, {trajectory.frames_used} frames, "
             f"{trajectory.tokens_in + trajectory.tokens_out} tokens, {trajectory.latency_s:.1f} s]"
         )
+        if result.prediction_set is not None:
+            verdict = "  → abstains" if result.abstain else ""
+            self._line(
+                f"prediction set at {result.coverage_target:.0%} coverage ({result.calibration_group}): "
+                f"{{{', '.join(result.prediction_set)}}}{verdict}"
+            )

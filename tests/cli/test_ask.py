@@ -1,8 +1,5 @@
 """`sportlens ask` as a user runs it: a real process, its stdout, stderr and exit code."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,21 +8,12 @@ from sportlens.agent.records import Result
 from sportlens.tools.testclips import write_audio_only, write_index_clip, write_truncated
 
 
-def sportlens(*args: str, env_home: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if env_home is not None:
-        env["SPORTLENS_HOME"] = str(env_home)
-    return subprocess.run(
-        [sys.executable, "-m", "sportlens.cli", *map(str, args)], capture_output=True, text=True, timeout=300, env=env
-    )
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     return write_index_clip(tmp_path_factory.mktemp("cli") / "clip.mp4", frames=300, size=(640, 360), gop=60)
 
 
-def test_ask_json_prints_a_result_with_steps_and_an_answer(clip, demo_model_dir):
+def test_ask_json_prints_a_result_with_steps_and_an_answer(clip, demo_model_dir, sportlens):
     run = sportlens("ask", clip, "Which team commits the foul?", "--options", "A) red;B) blue",
                     "--model", demo_model_dir, "--max-turns", "3", "--json")
     assert run.returncode == 0, run.stderr
@@ -36,7 +24,7 @@ def test_ask_json_prints_a_result_with_steps_and_an_answer(clip, demo_model_dir)
     assert "Traceback" not in run.stderr
 
 
-def test_ask_prints_a_readable_trace(clip, demo_model_dir):
+def test_ask_prints_a_readable_trace(clip, demo_model_dir, sportlens):
     run = sportlens("ask", clip, "What happened?", "--model", demo_model_dir, "--max-turns", "2")
     assert run.returncode in (0, 1), run.stderr  # 1: the random model may never answer an open question
     out = run.stdout
@@ -44,7 +32,7 @@ def test_ask_prints_a_readable_trace(clip, demo_model_dir):
     assert "looked at 8 frames" in out and "turn 1 (" in out and "answer: " in out
 
 
-def test_default_model_is_built_on_first_use(clip, tmp_path):
+def test_default_model_is_built_on_first_use(clip, tmp_path, sportlens):
     run = sportlens("ask", clip, "Who scored?", "--options", "A) red;B) blue", "--max-turns", "1", "--json",
                     env_home=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -52,7 +40,7 @@ def test_default_model_is_built_on_first_use(clip, tmp_path):
     assert json.loads(run.stdout)["trajectory"]["answer"] in {"A", "B"}
 
 
-def test_make_demo_model_refuses_a_non_empty_directory(tmp_path):
+def test_make_demo_model_refuses_a_non_empty_directory(tmp_path, sportlens):
     (tmp_path / "keep.txt").write_text("mine")
     run = sportlens("make-demo-model", tmp_path)
     assert run.returncode == 2 and "not empty" in run.stderr and (tmp_path / "keep.txt").read_text() == "mine"
@@ -77,7 +65,7 @@ def bad_inputs(tmp: Path, clip: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-def test_every_bad_input_is_one_clear_line_and_a_nonzero_exit(clip, tmp_path):
+def test_every_bad_input_is_one_clear_line_and_a_nonzero_exit(clip, tmp_path, sportlens):
     for name, (args, words) in bad_inputs(tmp_path, clip).items():
         run = sportlens("ask", *args)
         assert run.returncode == 2, (name, run.stderr)
