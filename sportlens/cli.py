@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--out", type=Path, required=True)
     calibrate.set_defaults(run=_calibrate)
 
+    from sportlens.service.cli import register as register_service  # argparse only: starting stays fast
+
+    register_service(commands)
+
     demo = commands.add_parser("make-demo-model", help="build the offline demo checkpoint (random weights)")
     demo.add_argument("out", type=Path, nargs="?", default=None, help=f"default: {default_model_dir()}")
     demo.add_argument("--seed", type=int, default=0)

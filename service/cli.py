@@ -1,0 +1,91 @@
+"""`sportlens serve` and `sportlens worker`: thin commands over the settings, the app and the arq worker."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+EXIT_BAD_INPUT = 2
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Adds the two service subcommands to the `sportlens` parser."""
+    serve = commands.add_parser("serve", help="run the REST API and web page (embedded default: Redis, a worker "
+                                              "and the demo model on this machine)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--hash-key", metavar="KEY", help="print the digest of an API key for SPORTLENS_API_KEYS "
+                                                         "and exit")
+    serve.set_defaults(run=_serve)
+    worker = commands.add_parser("worker", help="take question jobs from the shared Redis (REDIS_URL)")
+    worker.set_defaults(run=_worker)
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: easy for a log collector, still readable."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _logging() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+def _settings():
+    """The settings, or None after one line on stderr saying which variable is wrong."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from sportlens.service.settings import ServiceSettings
+
+    try:
+        return ServiceSettings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+    except SettingsError as error:
+        problems = str(error)
+    print(f"sportlens: error: bad service settings (SPORTLENS_*): {problems}", file=sys.stderr)
+    return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.hash_key is not None:
+        from sportlens.service.auth import hash_key
+
+        print(hash_key(args.hash_key))
+        return 0
+    import uvicorn
+
+    from sportlens.service.app import create_app
+
+    settings = _settings()
+    if settings is None:
+        return EXIT_BAD_INPUT
+    _logging()
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None,
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from sportlens.service.worker import run_worker
+
+    settings = _settings()
+    if settings is None:
+        return EXIT_BAD_INPUT
+    if settings.redis_url is None:
+        print("sportlens: error: `sportlens worker` joins a shared Redis: set REDIS_URL "
+              "(and SPORTLENS_BACKEND_URL)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _logging()
+    asyncio.run(run_worker(settings))
+    return 0

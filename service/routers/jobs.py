@@ -1,0 +1,85 @@
+"""GET /v1/jobs/{id}, its live events (server-sent events), DELETE to cancel, and the frames the agent saw."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Header, HTTPException, Path, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from sportlens.service.auth import Caller
+from sportlens.service.deps import Jobs, Videos
+from sportlens.service.jobs import JobStore
+from sportlens.service.schemas import JobOut, Problem
+from sportlens.tools.video import Video, VideoError
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JobId = Path(pattern=r"^[0-9a-f]{32}$", description="the id POST /v1/questions returned")
+
+
+async def _owned(jobs: JobStore, job_id: str, owner: str) -> JobOut:
+    job = await jobs.get(job_id, owner)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id} for this key (unknown, expired, or another key's)")
+    return job
+
+
+@router.get("/{job_id}", response_model=JobOut, responses={404: {"model": Problem}})
+async def get_job(owner: Caller, jobs: Jobs, job_id: str = JobId) -> JobOut:
+    """The job's status and progress, and its Result (trajectory, answer, prediction set) once complete."""
+    return await _owned(jobs, job_id, owner)
+
+
+@router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}},
+                                                  "description": "one event per status change and agent step"},
+                                            404: {"model": Problem}})
+async def job_events(owner: Caller, jobs: Jobs, job_id: str = JobId,
+                     last_event_id: str | None = Header(None, pattern=r"^\d+-\d+$")) -> StreamingResponse:
+    """Server-sent events from the start (or after ``Last-Event-ID``): ``status`` events and one per agent step
+    (``initial_frames``, ``turn_started``, ``step``) as it happens. The stream ends with the final status."""
+    await _owned(jobs, job_id, owner)
+
+    async def stream() -> AsyncIterator[str]:
+        async for event_id, data in jobs.events(job_id, last_event_id or "0-0"):
+            if data is None:
+                yield ": keep-alive\n\n"
+            else:
+                kind = data.split('"kind":"', 1)[1].split('"', 1)[0]
+                yield f"id: {event_id}\nevent: {kind}\ndata: {data}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.delete("/{job_id}", response_model=JobOut, responses={404: {"model": Problem}, 409: {"model": Problem}})
+async def cancel_job(owner: Caller, jobs: Jobs, job_id: str = JobId) -> JobOut:
+    """Cancel a job: a queued one never starts, a running one stops at its next step. 409 once it finished."""
+    job = await _owned(jobs, job_id, owner)
+    if not await jobs.cancel(job_id):
+        raise HTTPException(409, f"job {job_id} already finished ({job.status}); nothing to cancel")
+    return await _owned(jobs, job_id, owner)
+
+
+@router.get("/{job_id}/frames/{index}.jpg", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Problem}})
+async def job_frame(request: Request, owner: Caller, jobs: Jobs, videos: Videos, job_id: str = JobId,
+                    index: int = Path(ge=0, le=10**7)) -> Response:
+    """A frame the agent looked at in this job, as JPEG (shrunk to fit 640×360, as the model saw it)."""
+    job = await _owned(jobs, job_id, owner)
+    if not await jobs.frame_was_shown(job_id, index):
+        raise HTTPException(404, f"frame {index} was not shown to the model in job {job_id}")
+    cache_key = f"sportlens:frame:{job.video_id}:{index}"
+    redis = request.app.state.redis_bytes
+    jpeg = await redis.get(cache_key)
+    if jpeg is None:
+        try:
+            jpeg = await run_in_threadpool(_decode_jpeg, str(videos.path(job.video_id)), index)
+        except VideoError as error:
+            raise HTTPException(404, f"frame {index} cannot be decoded: {error}") from None
+        await redis.set(cache_key, jpeg, ex=3600)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _decode_jpeg(path: str, index: int) -> bytes:
+    with Video(path, threads=1) as video:
+        return video.frames_at([index])[0].jpeg(85)

@@ -1,0 +1,43 @@
+"""POST /v1/questions: a question about a stored video becomes a job; ``?wait=`` answers synchronously, bounded."""
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from sportlens.service.auth import Caller
+from sportlens.service.deps import Jobs, Videos
+from sportlens.service.schemas import TERMINAL, JobOut, Problem, QuestionRequest
+from sportlens.service.worker import JOB_FUNCTION
+
+router = APIRouter(prefix="/v1/questions", tags=["questions"])
+
+
+@router.post("", status_code=202, response_model=JobOut,
+             responses={200: {"model": JobOut, "description": "finished within ?wait="},
+                        404: {"model": Problem}, 422: {"model": Problem}})
+async def ask(
+    body: QuestionRequest,
+    request: Request,
+    response: Response,
+    owner: Caller,
+    jobs: Jobs,
+    videos: Videos,
+    wait: float = Query(0, ge=0, description="seconds to wait for the answer (bounded by the server's max_wait_s)"),
+) -> JobOut:
+    """Queue the question. 202 with the job while it runs; 200 when it finished within ``wait`` seconds
+    (or came from the result cache). Follow it with GET /v1/jobs/{id} or its /events stream."""
+    if await videos.get(body.video_id, owner) is None:
+        raise HTTPException(404, f"no video {body.video_id} for this key; upload it with POST /v1/videos")
+    job_id, cached = await jobs.create(body, owner)
+    if cached is None:
+        settings = request.app.state.settings
+        await request.app.state.queue.enqueue_job(JOB_FUNCTION, job_id, _job_id=job_id,
+                                                  _queue_name=settings.queue_name)
+        bound = min(wait, settings.max_wait_s)
+        if bound > 0:
+            await jobs.wait_finished(job_id, bound)
+    job = await jobs.get(job_id)
+    assert job is not None
+    if job.status in TERMINAL:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return job

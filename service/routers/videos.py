@@ -1,0 +1,45 @@
+"""POST /v1/videos (multipart upload, streamed to disk) and GET /v1/videos/{id}."""
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Path, Request
+
+from sportlens.service.auth import Caller
+from sportlens.service.deps import Videos
+from sportlens.service.schemas import Problem, VideoOut
+from sportlens.service.storage import UploadRejected, too_large
+
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
+VideoId = Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the video file")
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary", "description": "the video file"}},
+        }}},
+    }
+}
+
+
+@router.post("", status_code=201, response_model=VideoOut, openapi_extra=_UPLOAD_BODY,
+             responses={413: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}})
+async def upload_video(request: Request, owner: Caller, videos: Videos) -> VideoOut:
+    """Upload a video as the multipart field ``file``. It is streamed to disk, probed (its content decides
+    whether it is a video, not its name), and stored under the sha256 of its bytes, which is its id."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > videos.max_bytes + 2**16:
+        raise HTTPException(413, too_large(videos.max_bytes))
+    try:
+        return await videos.receive(request.headers.get("content-type", ""), request.stream(), owner)
+    except UploadRejected as rejected:
+        raise HTTPException(rejected.status, rejected.detail) from None
+
+
+@router.get("/{video_id}", response_model=VideoOut, responses={404: {"model": Problem}})
+async def get_video(owner: Caller, videos: Videos, video_id: str = VideoId) -> VideoOut:
+    """A stored video's record: size and probed info."""
+    record = await videos.get(video_id, owner)
+    if record is None:
+        raise HTTPException(404, f"no video {video_id} for this key; upload it with POST /v1/videos")
+    return record

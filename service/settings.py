@@ -1,0 +1,105 @@
+"""Every knob of the service, read from the environment (and a .env file) through one pydantic-settings class."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    import os
+
+    return Path(os.environ.get("SPORTLENS_HOME", Path.home() / ".cache" / "sportlens"))
+
+
+class ServiceSettings(BaseSettings):
+    """The service's configuration. Every field is read from ``SPORTLENS_<NAME>`` (``REDIS_URL`` also works).
+
+    With nothing set, ``sportlens serve`` is the embedded default: a private Redis under ``home``, one
+    in-process worker, and the demo model built on first use at ``home/models/demo``. With ``redis_url``
+    and ``backend_url`` set, any number of API processes and workers share one Redis and one data
+    directory (a shared filesystem when they run on several machines).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPORTLENS_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="models, the embedded Redis and, by default, data")
+    data_dir: Path | None = Field(None, description="uploaded videos (content-addressed); default home/service")
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SPORTLENS_REDIS_URL", "REDIS_URL"),
+        description="shared Redis; unset starts a private redis-server under home (embedded mode)",
+    )
+    backend_url: str | None = Field(None, description="an OpenAI-compatible model server (vLLM); unset: in-process")
+    model_name: str | None = Field(None, description="the model's name on backend_url")
+    backend_api_key: str | None = Field(None, description="bearer token for backend_url")
+    model_dir: Path | None = Field(None, description="checkpoint run in-process; default: the demo model under home")
+    in_process_worker: bool | None = Field(None, description="run a worker inside `serve`; default: when embedded")
+    worker_concurrency: int | None = Field(None, ge=1, description="jobs one worker runs at once; default 1 "
+                                                                    "in-process (the model is serialised), 8 over HTTP")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="sha256 hex digests of the accepted API keys (`sportlens serve --hash-key KEY` prints one); "
+        "empty: no auth",
+    )
+    rate_limit_per_minute: int = Field(600, ge=1, description="requests per API key per minute")
+    max_upload_mb: float = Field(512.0, gt=0, description="largest accepted video upload")
+    max_wait_s: float = Field(60.0, ge=0, description="bound on POST /v1/questions?wait=")
+    job_deadline_s: float = Field(600.0, gt=0, description="longest one try of a job may run")
+    job_max_tries: int = Field(3, ge=1, description="tries of a job before it fails (a dead worker's try counts)")
+    retry_backoff_s: float = Field(2.0, ge=0, description="delay before the 2nd try, doubling for each later one")
+    result_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long jobs, their events and results are kept")
+    cache_ttl_s: int = Field(7 * 24 * 3600, ge=0, description="how long the result cache keeps an answer; 0: off")
+    worker_poll_s: float | None = Field(None, gt=0, description="how often an idle worker looks at the queue; "
+                                        "default 5 ms over HTTP, 50 ms in-process (polling steals CPU from the model)")
+    queue_name: str = Field("sportlens:queue", description="the arq queue")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):  # SPORTLENS_API_KEYS="digest1,digest2"
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hex_digests(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+                raise ValueError("SPORTLENS_API_KEYS holds sha256 hex digests of keys, not keys: "
+                                 "print one with `sportlens serve --hash-key KEY`")
+        return [digest.lower() for digest in value]
+
+    @cached_property
+    def storage_dir(self) -> Path:
+        return self.data_dir or self.home / "service"
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def runs_in_process_worker(self) -> bool:
+        return self.embedded if self.in_process_worker is None else self.in_process_worker
+
+    @property
+    def concurrency(self) -> int:
+        return self.worker_concurrency or (8 if self.backend_url else 1)
+
+    @property
+    def poll_s(self) -> float:
+        return self.worker_poll_s or (0.005 if self.backend_url else 0.05)
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or self.home / "models" / "demo"
+
+    @property
+    def model_key(self) -> str:
+        """What names the model in cache keys: the served name over HTTP, the checkpoint path in-process."""
+        if self.backend_url:
+            return f"{self.backend_url.rstrip('/')}#{self.model_name}"
+        return str(self.resolved_model_dir.resolve())

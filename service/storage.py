@@ -1,0 +1,162 @@
+"""Uploaded videos: streamed to disk under a size limit, sniffed by probing, stored content-addressed by sha256.
+
+A file is written under ``uploads/`` while it arrives and moved into ``videos/ab/abcdef…`` only once it
+proved to be a usable video; on any failure the partial file is deleted, so nothing half-written remains.
+Ownership (which API keys may use a video) lives in Redis beside the probed info.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from redis.asyncio import Redis
+from starlette.concurrency import run_in_threadpool
+
+from sportlens.service.jobs import PREFIX
+from sportlens.service.schemas import VideoInfoOut, VideoOut
+from sportlens.tools.video import NotAVideo, VideoError, probe
+
+
+class UploadRejected(Exception):
+    """The upload cannot be stored; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def too_large(limit: int) -> str:
+    return f"the video is larger than the {limit / 2**20:.3g} MiB limit; send a shorter or smaller clip"
+
+
+class _FilePart:
+    """Receives the multipart body chunk by chunk and writes the part named ``file`` to disk as it arrives."""
+
+    def __init__(self, handle, limit: int) -> None:
+        self._handle = handle
+        self._limit = limit
+        self._header_field = b""
+        self._header_value = b""
+        self._in_file = False
+        self.found = False
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: self._add("_header_field", data[start:end]),
+            "on_header_value": lambda data, start, end: self._add("_header_value", data[start:end]),
+            "on_header_end": self._header_end,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _add(self, name: str, data: bytes) -> None:
+        setattr(self, name, getattr(self, name) + data)
+
+    def _part_begin(self) -> None:
+        self._in_file = False
+
+    def _header_end(self) -> None:
+        if self._header_field.lower() == b"content-disposition":
+            _, params = parse_options_header(self._header_value)
+            if params.get(b"name") == b"file" and not self.found:
+                self._in_file = self.found = True
+        self._header_field = self._header_value = b""
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self._in_file:
+            return
+        self.size += end - start
+        if self.size > self._limit:
+            raise UploadRejected(413, too_large(self._limit))
+        chunk = data[start:end]
+        self.digest.update(chunk)
+        self._handle.write(chunk)
+
+    def _part_end(self) -> None:
+        self._in_file = False
+
+
+class VideoStore:
+    """Videos on disk (``root/videos``) and their records in Redis."""
+
+    def __init__(self, root: Path, redis: Redis, max_bytes: int) -> None:
+        self.root = Path(root)
+        self.redis = redis
+        self.max_bytes = max_bytes
+        (self.root / "uploads").mkdir(parents=True, exist_ok=True)
+        (self.root / "videos").mkdir(parents=True, exist_ok=True)
+
+    def path(self, video_id: str) -> Path:
+        return self.root / "videos" / video_id[:2] / video_id
+
+    async def receive(self, content_type: str, body: AsyncIterator[bytes], owner: str) -> VideoOut:
+        """Stores a ``multipart/form-data`` body's ``file`` part and returns its record."""
+        kind, params = parse_options_header(content_type)
+        boundary = params.get(b"boundary")
+        if kind != b"multipart/form-data" or not boundary:
+            raise UploadRejected(415, "send the video as multipart/form-data with a part named 'file'")
+        partial = self.root / "uploads" / f"{uuid.uuid4().hex}.part"
+        try:
+            with open(partial, "wb") as handle:
+                part = _FilePart(handle, self.max_bytes)
+                parser = MultipartParser(boundary, part.callbacks())
+                async for chunk in body:
+                    parser.write(chunk)
+                parser.finalize()
+            if not part.found:
+                raise UploadRejected(422, "no part named 'file' in the form; send the video as the 'file' field")
+            if part.size == 0:
+                raise UploadRejected(422, "the uploaded file is empty")
+            try:
+                info = await run_in_threadpool(probe, partial)
+            except NotAVideo:
+                raise UploadRejected(415, "the upload is not a video (no known container format); "
+                                          "send an .mp4, .mkv, .webm or .mov file") from None
+            except VideoError as error:
+                message = str(error).replace(str(partial), "the upload")
+                raise UploadRejected(422, f"the video cannot be used: {message}") from None
+            video_id = part.digest.hexdigest()
+            final = self.path(video_id)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, final)  # same filesystem: atomic; a second upload of the same bytes is harmless
+        except UploadRejected:
+            raise
+        except Exception as error:  # a malformed multipart body, a client that went away mid-upload
+            if type(error).__module__.startswith("python_multipart"):
+                raise UploadRejected(400, f"malformed multipart body: {error}") from None
+            raise
+        finally:
+            partial.unlink(missing_ok=True)
+        record = VideoOut(
+            id=video_id,
+            size_bytes=part.size,
+            info=VideoInfoOut(frames=info.frames, fps=info.fps, duration_s=info.duration_s,
+                              width=info.width, height=info.height, codec=info.codec),
+            created_at=datetime.now(timezone.utc),
+        )
+        key = f"{PREFIX}:video:{video_id}"
+        await self.redis.set(key, record.model_dump_json(), nx=True)
+        await self.redis.sadd(f"{key}:owners", owner)
+        stored = await self.redis.get(key)
+        return VideoOut.model_validate_json(stored)
+
+    async def get(self, video_id: str, owner: str | None) -> VideoOut | None:
+        """The video's record, or None when unknown, gone from disk, or not uploaded by this owner."""
+        key = f"{PREFIX}:video:{video_id}"
+        raw = await self.redis.get(key)
+        if raw is None or not self.path(video_id).is_file():
+            return None
+        if owner is not None and not await self.redis.sismember(f"{key}:owners", owner):
+            return None
+        return VideoOut.model_validate_json(raw)
+
+
