@@ -135,7 +135,10 @@ def group_key(result: Result, by: Sequence[str]) -> str:
 
 
 class CalibrationArtifact(BaseModel):
-    """What calibration produced, enough to build sets later and to refuse the wrong model."""
+    """What calibration produced, enough to build sets later and to refuse the wrong model.
+
+    ``scores`` keeps every calibration score by group, so ``at_alpha`` can serve another α without the data.
+    """
 
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
     method: Method
@@ -147,9 +150,24 @@ class CalibrationArtifact(BaseModel):
     counts: dict[str, int]
     infinite_scores: int
     smallest_reachable_alpha: float
+    scores: dict[str, list[float]]
     data_sha256: str
     model: str
     model_sha256: str | None = None
+
+    def at_alpha(self, alpha: float) -> CalibrationArtifact:
+        """The same calibration at another α (the scores are kept, so any reachable α can be served)."""
+        if alpha == self.alpha:
+            return self
+        return _with_quantiles(
+            alpha=alpha,
+            by=self.by,
+            scores=self.scores,
+            method=self.method,
+            data_sha256=self.data_sha256,
+            model=self.model,
+            model_sha256=self.model_sha256,
+        )
 
     def quantile_for(self, result: Result) -> tuple[float, str]:
         """q̂ for this result's group when that group was calibrated on its own, else the pooled q̂."""
@@ -198,38 +216,46 @@ def calibrate(
     models = {result.trajectory.model for result in results}
     if len(models) > 1:
         raise CalibrationError(f"the calibration results come from several models: {', '.join(sorted(models))}")
-    scores = [calibration_score(result, method) for result in results]
-    n = len(scores)
-    infinite = sum(1 for score in scores if math.isinf(score))
+    grouped: dict[str, list[float]] = {}
+    for result in results:
+        grouped.setdefault(group_key(result, by), []).append(calibration_score(result, method))
+    return _with_quantiles(
+        method=method,
+        alpha=alpha,
+        by=list(by),
+        scores={key: sorted(values) for key, values in grouped.items()},
+        data_sha256=results_sha256(results),
+        model=models.pop(),
+        model_sha256=model_sha256,
+    )
+
+
+def _with_quantiles(*, alpha: float, scores: dict[str, list[float]], by: list[str], **fields) -> CalibrationArtifact:
+    """The artifact at ``alpha``: the pooled q̂ (refused when infinite) and a q̂ for each group that can have one."""
+    check_alpha(alpha)
+    pooled_scores = [score for values in scores.values() for score in values]
+    n = len(pooled_scores)
+    infinite = sum(1 for score in pooled_scores if math.isinf(score))
     reachable = (infinite + 1) / (n + 1)
-    pooled = conformal_quantile(scores, alpha)
+    pooled = conformal_quantile(pooled_scores, alpha)
     if math.isinf(pooled):
         needed = f"at least {min_points(alpha)} points" if n < min_points(alpha) else f"α ≥ {reachable:.3f}"
         raise CalibrationError(
             f"{n} calibration points ({infinite} with no correct answer) are too few for α = {alpha}: "
             f"q̂ would be infinite; this needs {needed}"
         )
-    grouped: dict[str, list[float]] = {}
-    for result, score in zip(results, scores):
-        grouped.setdefault(group_key(result, by), []).append(score)
-    quantiles = {
-        key: conformal_quantile(values, alpha)
-        for key, values in grouped.items()
-        if by and len(values) >= min_points(alpha) and not math.isinf(conformal_quantile(values, alpha))
-    }
+    quantiles = {key: conformal_quantile(values, alpha) for key, values in scores.items()} if by else {}
     return CalibrationArtifact(
-        method=method,
         alpha=alpha,
-        by=list(by),
+        by=by,
         pooled_quantile=pooled,
         n=n,
-        quantiles=quantiles,
-        counts={key: len(values) for key, values in grouped.items()},
+        quantiles={key: q for key, q in quantiles.items() if not math.isinf(q)},
+        counts={key: len(values) for key, values in scores.items()},
         infinite_scores=infinite,
         smallest_reachable_alpha=reachable,
-        data_sha256=results_sha256(results),
-        model=models.pop(),
-        model_sha256=model_sha256,
+        scores=scores,
+        **fields,
     )
 
 

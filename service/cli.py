@@ -45,13 +45,16 @@ def _settings():
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
+    from sportlens.agent.conformal import CalibrationError
     from sportlens.service.settings import ServiceSettings
 
     try:
-        return ServiceSettings()
+        settings = ServiceSettings()
+        settings.calibration_artifact  # a bad artifact stops the start, not a later request
+        return settings
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
-    except SettingsError as error:
+    except (SettingsError, CalibrationError) as error:
         problems = str(error)
     print(f"sportlens: error: bad service settings (SPORTLENS_*): {problems}", file=sys.stderr)
     return None

@@ -55,10 +55,13 @@ def _now() -> str:
 
 def agent_settings(request: QuestionRequest, settings: ServiceSettings) -> AgentSettings:
     """The loop's settings for a request; in-process models are constrained to the protocol, as `sportlens ask` does."""
+    artifact = settings.calibration_artifact
     return AgentSettings(
         max_turns=request.max_turns,
         frames_per_call=request.frames_per_call,
         constrain=settings.backend_url is None,
+        score_options=artifact is not None and artifact.method != "sample" and bool(request.options),
+        answer_samples=settings.answer_samples if artifact is not None and artifact.method == "sample" else 0,
     )
 
 
@@ -71,6 +74,8 @@ def cache_key(request: QuestionRequest, settings: ServiceSettings) -> str:
         "sport": request.sport,
         "task": request.task,
         "alpha": request.alpha,
+        "selective": request.selective,
+        "calibration": settings.calibration_artifact.data_sha256 if settings.calibration_artifact else None,
         "model": settings.model_key,
         "settings": agent_settings(request, settings).__dict__,
         "protocol": PROTOCOL_VERSION,

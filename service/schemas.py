@@ -47,7 +47,9 @@ class QuestionRequest(BaseModel):
                                       description='closed question choices, e.g. ["A) foul", "B) no foul"]')
     sport: str | None = Field(None, max_length=64)
     task: str | None = Field(None, max_length=64)
-    alpha: float | None = Field(None, gt=0, lt=1, description="miscoverage level of the prediction set")
+    alpha: float | None = Field(None, gt=0, lt=1, description="miscoverage level of the prediction set; "
+                                "default: the service's calibration's")
+    selective: bool = Field(False, description="abstain unless the prediction set holds exactly one answer")
     max_turns: int = Field(5, ge=1, le=10)
     frames_per_call: int = Field(8, ge=1, le=32)
     cache: bool = Field(True, description="false runs the agent even when an identical question was answered")

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sportlens.agent.conformal import CalibrationArtifact
+
 
 def _default_home() -> Path:
     import os
@@ -56,6 +58,10 @@ class ServiceSettings(BaseSettings):
     worker_poll_s: float | None = Field(None, gt=0, description="how often an idle worker looks at the queue; "
                                         "default 5 ms over HTTP, 50 ms in-process (polling steals CPU from the model)")
     queue_name: str = Field("sportlens:queue", description="the arq queue")
+    calibration: Path | None = Field(
+        None, description="a calibration artifact (`sportlens calibrate`): answers come with conformal prediction sets"
+    )
+    answer_samples: int = Field(10, ge=1, le=64, description="answers sampled per question for a `sample` calibration")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -103,3 +109,8 @@ class ServiceSettings(BaseSettings):
         if self.backend_url:
             return f"{self.backend_url.rstrip('/')}#{self.model_name}"
         return str(self.resolved_model_dir.resolve())
+
+    @cached_property
+    def calibration_artifact(self) -> CalibrationArtifact | None:
+        """The loaded calibration, or None; loading fails with CalibrationError naming the file."""
+        return CalibrationArtifact.load(self.calibration) if self.calibration else None

@@ -18,6 +18,7 @@ from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from sportlens.agent.backends.base import BackendError, ModelBackend
+from sportlens.agent.conformal import apply_calibration
 from sportlens.agent.loop import AgentEvent, answer_question
 from sportlens.agent.records import Result
 from sportlens.service.jobs import JobStore, agent_settings
@@ -90,7 +91,12 @@ async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
         with Video(ctx["videos"].path(job.video_id), threads=1) as video:
             trajectory = answer_question(video, request.question, ctx["backend"], options=request.options,
                                          settings=agent_settings(request, settings), on_event=on_event)
-        return Result(trajectory=trajectory, alpha=request.alpha)
+        result = Result(trajectory=trajectory, sport=request.sport, task=request.task)
+        artifact = settings.calibration_artifact
+        if artifact is not None and trajectory.answer is not None and (request.options or artifact.method == "sample"):
+            result = apply_calibration(result, artifact.at_alpha(request.alpha or artifact.alpha),
+                                       selective=request.selective)
+        return result
 
     watcher = asyncio.create_task(_watch_cancel(jobs, job_id, stop))
     publisher = asyncio.create_task(publish())
@@ -142,6 +148,8 @@ def worker_for(settings: ServiceSettings, pool: ArqRedis, redis: Redis, *, handl
         ctx["jobs"] = JobStore(redis, settings)
         ctx["videos"] = VideoStore(settings.storage_dir, redis, int(settings.max_upload_mb * 2**20))
         ctx["backend"] = backend or await asyncio.to_thread(make_backend, settings)
+        if settings.calibration_artifact is not None:  # refuse to serve sets calibrated for another model
+            settings.calibration_artifact.check_model(ctx["backend"].model_id)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if backend is None and "backend" in ctx:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from sportlens.agent.conformal import CalibrationError
 from sportlens.service.auth import Caller
 from sportlens.service.deps import Jobs, Videos
 from sportlens.service.schemas import TERMINAL, JobOut, Problem, QuestionRequest
@@ -27,6 +28,7 @@ async def ask(
     (or came from the result cache). Follow it with GET /v1/jobs/{id} or its /events stream."""
     if await videos.get(body.video_id, owner) is None:
         raise HTTPException(404, f"no video {body.video_id} for this key; upload it with POST /v1/videos")
+    _check_calibration(body, request.app.state.settings)
     job_id, cached = await jobs.create(body, owner)
     if cached is None:
         settings = request.app.state.settings
@@ -41,3 +43,18 @@ async def ask(
         response.status_code = 200
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     return job
+
+
+def _check_calibration(body: QuestionRequest, settings) -> None:
+    """alpha and selective need a calibration that can serve them; refuse before queueing, not after."""
+    artifact = settings.calibration_artifact
+    if artifact is None:
+        if body.alpha is not None or body.selective:
+            raise HTTPException(422, "this service has no calibration artifact (SPORTLENS_CALIBRATION): "
+                                     "alpha and selective cannot be honoured")
+        return
+    if body.alpha is not None:
+        try:
+            artifact.at_alpha(body.alpha)
+        except CalibrationError as error:
+            raise HTTPException(422, f"alpha={body.alpha}: {error}") from error

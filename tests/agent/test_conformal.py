@@ -147,3 +147,16 @@ def test_loading_a_file_that_is_not_an_artifact_is_a_clear_error(tmp_path):
         CalibrationArtifact.load(tmp_path / "x.json")
     with pytest.raises(CalibrationError, match="no calibration artifact"):
         CalibrationArtifact.load(tmp_path / "none.json")
+
+
+def test_another_alpha_is_served_from_the_kept_scores():
+    probabilities, labels = synthetic(300, seed=4)
+    sports = ["soccer", "tennis"]
+    results = [make_result(p, l, sport=sports[i % 2], index=i) for i, (p, l) in enumerate(zip(probabilities, labels))]
+    at_10 = calibrate(results, alpha=0.1, method="lac")
+    direct = calibrate(results, alpha=0.2, method="lac")
+    assert at_10.at_alpha(0.2) == direct and at_10.at_alpha(0.1) is at_10
+    with pytest.raises(CalibrationError, match="too few for α = 0.001"):
+        at_10.at_alpha(0.001)
+    with pytest.raises(CalibrationError, match="strictly between"):
+        at_10.at_alpha(1.0)

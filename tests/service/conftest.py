@@ -9,11 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sportlens.agent.conformal import calibrate
 from sportlens.service.auth import hash_key
 from sportlens.service.embedded_redis import EmbeddedRedis
 from sportlens.tools.testclips import write_index_clip, write_truncated
 
 sys.path.insert(0, str(Path(__file__).parent))
+from builders import make_result, synthetic  # noqa: E402
 from fake_model import FakeModelServer  # noqa: E402
 from service_support import KEY_A, KEY_B, KEY_C, ServiceProcess, service_env  # noqa: E402
 
@@ -99,9 +101,13 @@ def keyed_service(tmp_path_factory, redis_server, fake_model):
 
 @pytest.fixture(scope="module")
 def embedded_service(tmp_path_factory, demo_model_dir):
-    """`sportlens serve` with nothing configured but the model: its own Redis, its own worker, the demo model."""
+    """`sportlens serve` with nothing configured but the model and a calibration: its own Redis, its own worker,
+    the demo model, and an APS calibration made for that model (from synthetic scores: the demo model is random)."""
     tmp = tmp_path_factory.mktemp("embedded")
-    env = service_env(tmp, None, None, model_dir=demo_model_dir)
+    probabilities, labels = synthetic(200, seed=0)
+    calibration = [make_result(p, l, model="sportlens-demo", index=i) for i, (p, l) in enumerate(zip(probabilities, labels))]
+    calibrate(calibration, alpha=0.1, method="aps", by=()).save(tmp / "calib.json")
+    env = service_env(tmp, None, None, model_dir=demo_model_dir, calibration=tmp / "calib.json")
     api = ServiceProcess("serve", env, tmp / "api.log").wait_ready()
     deadline = time.monotonic() + 120
     while httpx.get(f"{api.url}/readyz").status_code != 200 and time.monotonic() < deadline:

@@ -14,5 +14,20 @@ def test_serve_alone_answers_with_the_in_process_model(embedded_service, clip):
     assert reply.status_code == 200, reply.text
     result = Result.model_validate(reply.json()["result"])
     assert result.trajectory.answer in {"A", "B"} and result.trajectory.model == "sportlens-demo"
-    assert result.alpha == 0.1 and result.prediction_set is None  # no calibration artifact for the demo model
+    # The service's calibration, served at the α the request asks for.
+    assert result.alpha == 0.1 and result.coverage_target == 0.9 and result.calibration_group == "pooled"
+    assert set(result.prediction_set) <= {"A", "B"} and result.set_size == len(result.prediction_set)
+    assert set(result.trajectory.option_logprobs) == {"A", "B"}
     assert (embedded_service.home / "redis" / "appendonlydir").is_dir()  # its Redis keeps an AOF under home
+
+
+def test_selective_answers_and_unreachable_alpha(embedded_service, clip):
+    video = embedded_service.post("/v1/videos", files={"file": ("clip.mp4", clip.read_bytes())}).json()
+    question = {"video_id": video["id"], "question": "Who fouled?", "options": ["A) red", "B) blue", "C) nobody"],
+                "max_turns": 1}
+    reply = embedded_service.post("/v1/questions?wait=60", json={**question, "alpha": 0.3, "selective": True})
+    assert reply.status_code == 200, reply.text
+    result = Result.model_validate(reply.json()["result"])
+    assert result.alpha == 0.3 and result.abstain == (result.set_size != 1)
+    too_small = embedded_service.post("/v1/questions", json={**question, "alpha": 0.001})
+    assert too_small.status_code == 422 and "too few for α = 0.001" in too_small.text
