@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
 
     register_service(commands)
 
+    from sportlens.benchmarks.commands import add_parsers as register_benchmarks  # argparse only, like the service
+
+    register_benchmarks(commands)
+
     demo = commands.add_parser("make-demo-model", help="build the offline demo checkpoint (random weights)")
     demo.add_argument("out", type=Path, nargs="?", default=None, help=f"default: {default_model_dir()}")
     demo.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,183 @@
+"""The `sportlens synth` and `sportlens bench` subcommands. Heavy imports wait until a command runs.
+
+Like every sportlens command, bad input ends in one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class _BadInput(Exception):
+    pass
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    """Register ``synth`` and ``bench`` on the sportlens command's subparsers."""
+    synth = commands.add_parser("synth", help="write SportSim clips and their questions (QA JSONL)")
+    synth.add_argument("--out", type=Path, required=True, help="folder for clips/, qa.jsonl, scenes.jsonl")
+    synth.add_argument("--n", type=int, required=True, help="number of clips")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--sports", default="soccer,basketball,tennis", help="comma-separated, drawn in turn")
+    synth.add_argument("--seconds", type=float, default=60.0, help="clip length (30–180 s are broadcast-like)")
+    synth.add_argument("--fps", type=int, default=12)
+    synth.add_argument("--size", default="640x360", help="WIDTHxHEIGHT")
+    synth.add_argument("--workers", type=int, default=None, help="encoding processes (default: CPU count)")
+    synth.set_defaults(run=_guarded(_synth))
+
+    bench = commands.add_parser("bench", help="run the agent and its baselines on a dataset and write a report")
+    bench.add_argument("dataset", type=Path, help="QA JSONL, SportR JSON or DeepSport-style JSON/JSONL")
+    bench.add_argument("--format", default="auto", choices=("auto", "qa", "sportr", "deepsport"))
+    bench.add_argument("--out", type=Path, required=True, help="folder for results.jsonl and the report")
+    bench.add_argument("--model", type=Path, help="checkpoint run in-process (default: the demo model)")
+    bench.add_argument("--backend-url", help="an OpenAI-compatible server (vLLM) instead of in-process")
+    bench.add_argument("--model-name", help="the model's name on that server")
+    bench.add_argument("--api-key", default=os.environ.get("SPORTLENS_BACKEND_API_KEY"))
+    bench.add_argument("--oracle", action="store_true", help="the ground-truth oracle policy instead of a model")
+    bench.add_argument("--concurrency", type=int, default=1, help="questions in flight at once")
+    bench.add_argument("--limit", type=int, help="only the first N questions (after --split)")
+    bench.add_argument("--split", help="only questions of this split (train, val, test)")
+    bench.add_argument("--resume", action="store_true", help="continue the results already in --out")
+    bench.add_argument("--baselines", default="uniform8,uniform16,uniform32",
+                       help='no-tool baselines run beside the agent, e.g. "uniform8,uniform16"; "none" for none')
+    bench.add_argument("--max-turns", type=int, default=5)
+    bench.add_argument("--initial-frames", type=int, default=8)
+    bench.add_argument("--frames-per-call", type=int, default=8)
+    bench.add_argument("--constrain", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep turns inside the protocol with a regex (default: on in-process, off over HTTP)")
+    bench.add_argument("--judge-url", help="OpenAI-compatible server of the judge for open answers")
+    bench.add_argument("--judge-model", help="the judge model's name on that server")
+    bench.add_argument("--judge-api-key", default=os.environ.get("SPORTLENS_JUDGE_API_KEY"))
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.set_defaults(run=_guarded(_bench))
+
+
+def _guarded(command):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except _BadInput as error:
+            print(f"sportlens: error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+    return run
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from sportlens.benchmarks.sportsim import SimSettings, generate
+
+    sports = tuple(s.strip() for s in args.sports.split(",") if s.strip())
+    try:
+        width, height = (int(side) for side in args.size.lower().split("x"))
+        settings = SimSettings(seconds=args.seconds, fps=args.fps, size=(width, height))
+        started = time.perf_counter()
+        path = generate(args.out, n=args.n, seed=args.seed, sports=sports, settings=settings,
+                        workers=args.workers, progress=True)
+    except ValueError as error:
+        raise _BadInput(str(error)) from error
+    print(f"{args.n} clips and their questions written to {path} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _baselines(spec: str) -> list[int]:
+    if spec.strip().lower() in ("", "none"):
+        return []
+    ks = []
+    for name in spec.split(","):
+        name = name.strip()
+        if not name.startswith("uniform") or not name[len("uniform"):].isdigit() or int(name[len("uniform"):]) < 1:
+            raise _BadInput(f"baseline {name!r} is not of the form uniformK (e.g. uniform8)")
+        ks.append(int(name[len("uniform"):]))
+    return ks
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from sportlens.agent.loop import AgentSettings
+    from sportlens.benchmarks.judge import OpenAIJudge
+    from sportlens.benchmarks.loaders import DatasetError, load_dataset
+    from sportlens.benchmarks.oracle import OraclePolicy
+    from sportlens.benchmarks.report import write_report
+    from sportlens.benchmarks.runner import BenchError, export_results, run_benchmark, standard_runs, write_config
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    chosen = [flag for flag, on in (("--model", args.model), ("--backend-url", args.backend_url), ("--oracle", args.oracle)) if on]
+    if len(chosen) > 1:
+        raise _BadInput(f"give one of --model, --backend-url and --oracle, not {' and '.join(chosen)}")
+    if args.backend_url and not args.model_name:
+        raise _BadInput("--backend-url needs --model-name (the name the server serves the model under)")
+    if bool(args.judge_url) != bool(args.judge_model):
+        raise _BadInput("--judge-url and --judge-model go together")
+    if args.limit is not None and args.limit < 1:
+        raise _BadInput("--limit must be at least 1")
+    try:
+        dataset = load_dataset(args.dataset, args.format)
+        constrain = args.constrain if args.constrain is not None else not (args.backend_url or args.oracle)
+        agent = AgentSettings(initial_frames=args.initial_frames, frames_per_call=args.frames_per_call,
+                              max_turns=args.max_turns, constrain=constrain)
+        runs = standard_runs(_baselines(args.baselines), constrain=constrain, agent=agent)
+    except (DatasetError, ValueError) as error:
+        raise _BadInput(str(error)) from error
+    backend = None
+    if args.oracle:
+        backend_for = OraclePolicy
+    else:
+        backend = _model_backend(args)
+        backend_for = lambda item: backend  # noqa: E731 — one shared model for every question
+    judge = OpenAIJudge(args.judge_url, args.judge_model, api_key=args.judge_api_key) if args.judge_url else None
+    config = {
+        "dataset": str(args.dataset), "format": dataset.format, "split": args.split, "limit": args.limit,
+        "model": "oracle" if args.oracle else (args.model_name or str(args.model or "demo")),
+        "runs": {run.name: asdict(run.settings) for run in runs},
+        "concurrency": args.concurrency, "judge": args.judge_model,
+    }
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        records = run_benchmark(
+            dataset, args.out, runs=runs, backend_for=backend_for, concurrency=args.concurrency, limit=args.limit,
+            split=args.split, resume=args.resume, judge=judge, progress=not args.no_progress,
+        )
+        config["wall_s"] = round(time.perf_counter() - started, 2)
+        write_config(args.out, config)
+        export_results(records, args.out)
+        report = write_report(records, args.out, runs=[run.name for run in runs], config=config)
+    except BenchError as error:
+        raise _BadInput(str(error)) from error
+    finally:
+        if backend is not None:
+            backend.close()
+        if judge is not None:
+            judge.close()
+    for name, run in report["runs"].items():
+        print(f"{name:>10}: accuracy {run['overall']['accuracy']}% ({run['overall']['scored']} scored), "
+              f"event questions {run['event_questions']['accuracy']}%, frames {run['avg_frames_used']}")
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+def _model_backend(args: argparse.Namespace):
+    from sportlens.agent.backends.base import BackendError
+
+    try:
+        if args.backend_url:
+            from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
+
+            return OpenAIHTTPBackend(args.backend_url, args.model_name, api_key=args.api_key)
+        from sportlens.agent.backends.transformers_local import TransformersBackend
+        from sportlens.cli import default_model_dir
+
+        model_dir = args.model or default_model_dir()
+        if args.model is None and not (model_dir / "config.json").exists():
+            from sportlens.training.demo_model import build_demo_model
+
+            build_demo_model(model_dir)
+        return TransformersBackend(model_dir)
+    except BackendError as error:
+        raise _BadInput(str(error)) from error

@@ -1,0 +1,140 @@
+"""The oracle policy: a ModelBackend that knows one item's ground truth and plays the protocol perfectly.
+
+It goes through the same agent loop as any model, so its trajectories are valid protocol turns (the teacher
+for the training pipeline), and it proves each question can be answered from frames the tool can fetch.
+It answers only from what it was shown: the truth is given only once a frame inside the item's event window
+has been shown and, for a SportSim event, that frame visibly carries the event banner (checked on the pixels,
+``sportsim_render.shows_banner``). Until then it asks ``choose_frames`` for the event window; on a last turn
+with nothing seen it makes a fixed, truth-blind guess. With ``AgentSettings(max_turns=1)`` the same policy is
+the honest "answer from the k uniform frames" baseline.
+"""
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+
+from sportlens.agent import protocol
+from sportlens.agent.backends.base import ChatMessage, Generation
+from sportlens.agent.records import QAItem
+from sportlens.benchmarks.sportsim_render import shows_banner
+from sportlens.tools.frames import Frame
+
+MODEL_ID = "sportsim-oracle"
+UNSEEN_ANSWER = "I did not see the moment the question is about."
+
+_FRAMES_PER_CALL = re.compile(r"to get (\d+) frames")
+_MAX_TURNS = re.compile(r"at most (\d+) turns")
+_LAST_FRAME = re.compile(r"inside the video \(0 to (\d+)\)")
+
+
+class OraclePolicy:
+    """Answers ``item`` perfectly once its evidence is in view; a fresh instance per question.
+
+    Args:
+        item: the question with its answer and event window.
+        cue: whether a frame inside the event window shows the evidence; default: the SportSim banner.
+            A window covering the whole video needs no cue (any frame shows a team's formation).
+            Pass ``lambda frame: True`` for datasets whose windows are trusted as they are.
+
+    It is no language model: it reports 0 tokens and no logprobs.
+    """
+
+    model_id = MODEL_ID
+
+    def __init__(self, item: QAItem, *, cue: Callable[[np.ndarray], bool] = shows_banner) -> None:
+        self.item = item
+        self.cue = cue
+
+    def generate(
+        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float = 0.0, constraint: str | None = None
+    ) -> Generation:
+        system = messages[0].text()
+        frames_per_call = int(_FRAMES_PER_CALL.search(system).group(1))
+        max_turns = int(_MAX_TURNS.search(system).group(1))
+        last_frame = int(_LAST_FRAME.search(system).group(1))
+        turns_taken = sum(1 for m in messages if m.role == "assistant")
+        last = turns_taken + 1 >= max_turns or protocol.LAST_TURN_NOTE in messages[-1].text()
+        shown = [part for m in messages if m.role == "user" for part in m.parts if isinstance(part, Frame)]
+        window = self._window(last_frame)
+        evidence = [f for f in shown if window[0] <= f.index <= window[1] and (self._whole(window, last_frame) or self.cue(f.image))]
+        if evidence:
+            indices = ", ".join(str(f.index) for f in evidence[:4])
+            thought = f"Frames {indices} show the moment. {self.item.explanation or ''}".strip()
+            return _turn(thought, f"<answer>{_clean(self.item.answer)}</answer>")
+        requested = _requested_ranges(messages)
+        if not last:
+            frame_range = _widen(window, frames_per_call, last_frame, requested)
+            if frame_range is not None:
+                thought = (f"None of the frames I have seen shows the moment this question is about; "
+                           f"I look closer at frames {frame_range[0]} to {frame_range[1]}.")
+                call = json.dumps({"name": "choose_frames", "arguments": {"frame_range": list(frame_range)}})
+                return _turn(thought, f"<tool_call>{call}</tool_call>")
+        return _turn("I have not seen the moment this question is about, so I can only guess.",
+                     f"<answer>{self._guess(shown)}</answer>")
+
+    def close(self) -> None:
+        pass
+
+    def _window(self, last_frame: int) -> tuple[int, int]:
+        if self.item.event_window is None:
+            return 0, last_frame
+        start, end = self.item.event_window
+        return max(0, start), min(last_frame, end)
+
+    @staticmethod
+    def _whole(window: tuple[int, int], last_frame: int) -> bool:
+        return window == (0, last_frame)
+
+    def _guess(self, shown: list[Frame]) -> str:
+        """A fixed guess that does not look at the answer: a letter, yes/no or a box picked by the item id."""
+        pick = zlib.crc32(self.item.id.encode())
+        if self.item.options:
+            return protocol.option_letters(self.item.options)[pick % len(self.item.options)]
+        if self.item.answer_type == "yes_no":
+            return ("yes", "no")[pick % 2]
+        if self.item.answer_type == "box":
+            height, width = shown[0].image.shape[:2] if shown else (360, 640)
+            return json.dumps([width // 4, height // 4, 3 * width // 4, 3 * height // 4])
+        return UNSEEN_ANSWER
+
+
+def _turn(thought: str, action: str) -> Generation:
+    return Generation(text=f"<think>{_clean(thought)}</think>\n{action}", tokens_in=0, tokens_out=0)
+
+
+def _clean(text: str) -> str:
+    """Text safe inside a protocol tag."""
+    return text.replace("<", "(").replace(">", ")")
+
+
+def _requested_ranges(messages: list[ChatMessage]) -> list[tuple[int, int]]:
+    ranges = []
+    for message in messages:
+        if message.role == "assistant":
+            parsed = protocol.parse_turn(message.text())
+            if parsed.frame_range is not None:
+                ranges.append(parsed.frame_range)
+    return ranges
+
+
+def _widen(
+    window: tuple[int, int], frames_per_call: int, last_frame: int, requested: list[tuple[int, int]]
+) -> tuple[int, int] | None:
+    """The event window grown round its centre until it holds a tool call's frames and was not asked before."""
+    start, end = window
+    for _ in range(12):
+        if end - start + 1 < frames_per_call:
+            grow = frames_per_call - (end - start + 1)
+            start, end = start - grow // 2 - grow % 2, end + grow // 2
+        if start < 0:
+            start, end = 0, end - start
+        if end > last_frame:
+            start, end = max(0, start - (end - last_frame)), last_frame
+        if end - start + 1 >= frames_per_call and (start, end) not in requested:
+            return start, end
+        start, end = start - 1, end + 1
+    return None
