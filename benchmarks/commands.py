@@ -56,6 +56,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--judge-model", help="the judge model's name on that server")
     bench.add_argument("--judge-api-key", default=os.environ.get("SPORTLENS_JUDGE_API_KEY"))
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--score-options", action="store_true",
+                       help="score every option after the answer (the input of `sportlens calibrate` lac/aps)")
+    bench.add_argument("--samples", type=int, default=0,
+                       help="sample this many more final answers (the input of `sportlens calibrate --method sample`)")
+    bench.add_argument("--calibration", type=Path,
+                       help="a calibration artifact: the agent's results get prediction sets, coverage is reported")
     bench.set_defaults(run=_guarded(_bench))
 
 
@@ -99,6 +105,7 @@ def _baselines(spec: str) -> list[int]:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from sportlens.agent.conformal import CalibrationArtifact, CalibrationError
     from sportlens.agent.loop import AgentSettings
     from sportlens.benchmarks.judge import OpenAIJudge
     from sportlens.benchmarks.loaders import DatasetError, load_dataset
@@ -118,11 +125,14 @@ def _bench(args: argparse.Namespace) -> int:
         raise _BadInput("--limit must be at least 1")
     try:
         dataset = load_dataset(args.dataset, args.format)
+        artifact = CalibrationArtifact.load(args.calibration) if args.calibration else None
         constrain = args.constrain if args.constrain is not None else not (args.backend_url or args.oracle)
         agent = AgentSettings(initial_frames=args.initial_frames, frames_per_call=args.frames_per_call,
-                              max_turns=args.max_turns, constrain=constrain)
+                              max_turns=args.max_turns, constrain=constrain,
+                              score_options=args.score_options or (artifact is not None and artifact.method != "sample"),
+                              answer_samples=args.samples or (10 if artifact is not None and artifact.method == "sample" else 0))
         runs = standard_runs(_baselines(args.baselines), constrain=constrain, agent=agent)
-    except (DatasetError, ValueError) as error:
+    except (DatasetError, ValueError) as error:  # CalibrationError is a ValueError
         raise _BadInput(str(error)) from error
     backend = None
     if args.oracle:
@@ -130,6 +140,12 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         backend = _model_backend(args)
         backend_for = lambda item: backend  # noqa: E731 — one shared model for every question
+        if artifact is not None:
+            try:
+                artifact.check_model(backend.model_id)  # before hours of questions, not after
+            except ValueError as error:
+                backend.close()
+                raise _BadInput(str(error)) from error
     judge = OpenAIJudge(args.judge_url, args.judge_model, api_key=args.judge_api_key) if args.judge_url else None
     config = {
         "dataset": str(args.dataset), "format": dataset.format, "split": args.split, "limit": args.limit,
@@ -146,9 +162,11 @@ def _bench(args: argparse.Namespace) -> int:
         )
         config["wall_s"] = round(time.perf_counter() - started, 2)
         write_config(args.out, config)
+        if artifact is not None:
+            records = [_with_prediction_set(record, artifact) for record in records]
         export_results(records, args.out)
         report = write_report(records, args.out, runs=[run.name for run in runs], config=config)
-    except BenchError as error:
+    except (BenchError, CalibrationError) as error:
         raise _BadInput(str(error)) from error
     finally:
         if backend is not None:
@@ -158,8 +176,27 @@ def _bench(args: argparse.Namespace) -> int:
     for name, run in report["runs"].items():
         print(f"{name:>10}: accuracy {run['overall']['accuracy']}% ({run['overall']['scored']} scored), "
               f"event questions {run['event_questions']['accuracy']}%, frames {run['avg_frames_used']}")
+    if artifact is not None:
+        calibrated = [r.result for r in records if r.run == "agent" and r.result and r.result.prediction_set is not None]
+        if calibrated:
+            coverage = sum(r.label in r.prediction_set for r in calibrated) / len(calibrated)
+            size = sum(r.set_size for r in calibrated) / len(calibrated)
+            print(f"prediction sets: coverage {coverage:.1%} (target {1 - artifact.alpha:.0%}), "
+                  f"mean size {size:.2f} over {len(calibrated)} answers")
     print(f"report: {args.out / 'report.md'}")
     return 0
+
+
+def _with_prediction_set(record, artifact):
+    """The agent's answers get their conformal set; baselines and failed questions stay as they are."""
+    from sportlens.agent.conformal import apply_calibration
+
+    result = record.result
+    if record.run != "agent" or result is None or result.trajectory.answer is None:
+        return record
+    if artifact.method != "sample" and not result.trajectory.option_logprobs:
+        return record
+    return record.model_copy(update={"result": apply_calibration(result, artifact)})
 
 
 def _model_backend(args: argparse.Namespace):

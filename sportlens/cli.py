@@ -183,6 +183,8 @@ def _calibrate(args: argparse.Namespace) -> int:
                 results.append(Result.model_validate_json(line))
             except ValueError as exc:
                 raise UsageError(f"{args.results}:{number}: not a Result record ({exc.errors()[0]['msg']})") from exc
+    closed = args.method in ("lac", "aps")
+    results = [result for result in results if bool(result.trajectory.options) == closed]  # the questions it applies to
     by = [field for field in args.by.split(",") if field]
     unknown = [field for field in by if field not in ("sport", "task")]
     if unknown:

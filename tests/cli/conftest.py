@@ -1,21 +1,9 @@
-"""Runs the `sportlens` command as a user would: a real process, its stdout, stderr and exit code."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-
-def run_sportlens(*args, env_home: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if env_home is not None:
-        env["SPORTLENS_HOME"] = str(env_home)
-    return subprocess.run(
-        [sys.executable, "-m", "sportlens.cli", *map(str, args)], capture_output=True, text=True, timeout=300, env=env
-    )
+from cli_runner import run_sportlens
 
 
 @pytest.fixture
 def sportlens():
+    """The `sportlens` command, run as a subprocess."""
     return run_sportlens
