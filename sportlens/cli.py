@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
 
     register_benchmarks(commands)
 
+    from sportlens.training.commands import add_parsers as register_training  # argparse only, like the service
+
+    register_training(commands)
+
     demo = commands.add_parser("make-demo-model", help="build the offline demo checkpoint (random weights)")
     demo.add_argument("out", type=Path, nargs="?", default=None, help=f"default: {default_model_dir()}")
     demo.add_argument("--seed", type=int, default=0)

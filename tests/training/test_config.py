@@ -1,0 +1,73 @@
+"""Stage configs: YAML or JSON in, a checked dataclass out, or one clear error before anything loads."""
+import json
+
+import pytest
+
+from sportlens.training.config import ConfigError, GRPOStageConfig, SFTStageConfig, describe, load_config
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_yaml_is_read_with_paths_relative_to_the_file(tmp_path):
+    path = write(tmp_path, "sft.yaml", "model: base\ndata: data\noutput_dir: out\nlearning_rate: 1e-5\nlora: true\n")
+    config = load_config(path, SFTStageConfig)
+    assert config.model == str(tmp_path / "base") and config.output_dir == str(tmp_path / "out")
+    assert config.learning_rate == 1e-5 and config.lora is True and config.epochs == 1.0
+
+
+def test_json_grpo_config_with_its_defaults(tmp_path):
+    path = write(tmp_path, "grpo.json", json.dumps({"model": "/m", "data": "/q.jsonl", "output_dir": "/o", "reward": "v2"}))
+    config = load_config(path, GRPOStageConfig)
+    assert (config.reward, config.num_generations, config.beta, config.max_turns) == ("v2", 8, 0.04, 5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"learnign_rate": 1e-5}, "unknown key(s) learnign_rate"),
+        ({"num_generations": 1, "batch_size": 1}, "num_generations must be at least 2"),
+        ({"num_generations": 4, "batch_size": 6}, "must be a multiple of num_generations"),
+        ({"reward": "v3"}, "reward must be one of accuracy, format, v1, v2"),
+        ({"beta": -0.1}, "beta must be ≥ 0"),
+        ({"learning_rate": 0}, "learning_rate must be > 0"),
+        ({"max_turns": "five"}, "max_turns must be int"),
+        ({"lora": "yes"}, "lora must be bool"),
+        ({"dtype": "fp8"}, 'dtype must be "auto"'),
+        ({"answer_types": ["essay"]}, "answer_types takes"),
+    ],
+)
+def test_impossible_grpo_configs_are_refused_naming_the_file(tmp_path, extra, message):
+    path = write(tmp_path, "grpo.json", json.dumps({"model": "m", "data": "d", "output_dir": "o", **extra}))
+    with pytest.raises(ConfigError, match="grpo.json") as error:
+        load_config(path, GRPOStageConfig)
+    assert message in str(error.value)
+
+
+def test_missing_keys_and_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="missing key.*data, output_dir"):
+        load_config(write(tmp_path, "a.yaml", "model: m\n"), SFTStageConfig)
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "b.yaml", "model: [\n"), SFTStageConfig)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "none.yaml", SFTStageConfig)
+    with pytest.raises(ConfigError, match="max_steps must be -1"):
+        load_config(write(tmp_path, "c.yaml", "model: m\ndata: d\noutput_dir: o\nmax_steps: 0\n"), SFTStageConfig)
+
+
+def test_every_key_has_help():
+    assert "num_generations (8): group size" in describe(GRPOStageConfig)
+
+
+def test_the_shipped_sportsim_configs_load():
+    from pathlib import Path
+
+    import sportlens.training
+
+    folder = Path(sportlens.training.__file__).parent / "configs"
+    assert load_config(folder / "sportsim-sft.yaml", SFTStageConfig).epochs == 3
+    assert load_config(folder / "sportsim-grpo-v1.yaml", GRPOStageConfig).reward == "v1"
+    assert load_config(folder / "sportsim-grpo-v2.yaml", GRPOStageConfig).reward == "v2"

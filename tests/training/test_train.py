@@ -1,0 +1,143 @@
+"""CPU smoke runs of every stage through the command line: distill → train sft → train grpo → models export → ask.
+
+Each stage runs a couple of steps on the random demo model; what is checked is the wiring — the checkpoints, their
+manifests, the masks and the updates — not what the model learns.
+"""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from sportlens.cli import main
+
+SFT = {"learning_rate": 1e-3, "max_steps": 2}
+GRPO = {"num_generations": 2, "batch_size": 2, "max_steps": 1, "max_turns": 2, "max_tokens_per_turn": 12,
+        "max_items": 2, "learning_rate": 1e-3, "beta": 0.04}
+
+
+def write_config(folder: Path, name: str, **values) -> Path:
+    path = folder / name
+    path.write_text(json.dumps(values))
+    return path
+
+
+def weights(folder: Path) -> dict:
+    return load_file(folder / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def sft_checkpoint(tmp_path_factory, demo_model_dir, distilled) -> Path:
+    folder = tmp_path_factory.mktemp("sft")
+    config = write_config(folder, "sft.json", model=str(demo_model_dir), data=str(distilled),
+                          output_dir=str(folder / "out"), **SFT)
+    assert main(["train", "sft", str(config)]) == 0
+    return folder / "out"
+
+
+def test_distill_from_the_command_line(sim_qa, tmp_path, capsys):
+    assert main(["distill", str(sim_qa), "--out", str(tmp_path / "d"), "--types", "choice", "--limit", "3"]) == 0
+    assert "kept 3 of 3 trajectories" in capsys.readouterr().out
+    assert len((tmp_path / "d" / "conversations.jsonl").read_text().splitlines()) == 3
+
+
+def test_sft_writes_a_merged_checkpoint_that_moved_and_says_where_it_came_from(sft_checkpoint, demo_model_dir, distilled):
+    manifest = json.loads((sft_checkpoint / "manifest.json").read_text())
+    stage = manifest["stages"][-1]
+    assert manifest["stages"][0] == "random-init demo" and stage["stage"] == "sft" and stage["steps"] == 2
+    assert stage["data_sha256"] == hashlib.sha256((distilled / "conversations.jsonl").read_bytes()).hexdigest()
+    assert stage["config"]["learning_rate"] == 1e-3 and stage["samples_per_s"] > 0 and stage["tokens_per_s"] > 0
+    before, after = weights(demo_model_dir), weights(sft_checkpoint)
+    assert set(before) == set(after)
+    text, vision = "model.layers.0.self_attn.q_proj.weight", "visual.blocks.0.attn.qkv.weight"
+    assert not before[text].equal(after[text])  # trained
+    assert before[vision].equal(after[vision])  # the vision tower is frozen by default
+
+
+def test_lora_sft_is_merged_into_plain_weights(tmp_path, demo_model_dir, distilled):
+    config = write_config(tmp_path, "lora.json", model=str(demo_model_dir), data=str(distilled),
+                          output_dir=str(tmp_path / "out"), lora=True, lora_r=4, **{**SFT, "max_steps": 1})
+    assert main(["train", "sft", str(config)]) == 0
+    assert not (tmp_path / "out" / "adapter_config.json").exists()
+    before, after = weights(demo_model_dir), weights(tmp_path / "out")
+    assert set(before) == set(after)  # no lora_A / lora_B left
+    assert not before["model.layers.0.self_attn.q_proj.weight"].equal(after["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_grpo_runs_agent_rollouts_and_writes_its_stage(sft_checkpoint, sim_qa, tmp_path, capsys):
+    config = write_config(tmp_path, "grpo.json", model=str(sft_checkpoint), data=str(sim_qa),
+                          output_dir=str(tmp_path / "out"), reward="v2", **GRPO)
+    assert main(["train", "grpo", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["steps"] == 1 and report["rollout_s_per_step"] > 0 and report["update_s_per_step"] > 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [s["stage"] for s in manifest["stages"][1:]] == ["sft", "grpo"]
+    assert manifest["stages"][-1]["config"]["reward"] == "v2"
+
+
+def test_export_ships_the_calibration_and_ask_loads_it_unchanged(sft_checkpoint, sim_qa, tmp_path, capsys):
+    calibration = tmp_path / "cal.json"
+    calibration.write_text(json.dumps({"method": "lac"}))
+    summary = tmp_path / "eval.json"
+    summary.write_text(json.dumps({"accuracy": 0.5}))
+    out = tmp_path / "served"
+    assert main(["models", "export", str(sft_checkpoint), str(out), "--calibration", str(calibration),
+                 "--eval-summary", str(summary)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["calibration_artifact"] == "calibration.json" and (out / "calibration.json").is_file()
+    assert manifest["eval_summary"] == {"accuracy": 0.5} and manifest["protocol_version"] == "v1"
+    assert manifest["base_architecture"] == "Qwen2_5_VLForConditionalGeneration"
+    capsys.readouterr()
+    video = sim_qa.parent / "clips" / "soccer_00000.mp4"
+    code = main(["ask", str(video), "Which foul?", "--options", "A) a;B) b", "--model", str(out), "--max-turns", "1",
+                 "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["trajectory"]["model"] == "served" and result["trajectory"]["answer"] in ("A", "B")
+
+
+def test_export_refuses_a_non_empty_target(sft_checkpoint, tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "f").write_text("")
+    assert main(["models", "export", str(sft_checkpoint), str(tmp_path / "x")]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def without_tool_call_tokens(source: Path, target: Path) -> Path:
+    """A copy of a checkpoint whose tokenizer no longer has <tool_call> and </tool_call> as special tokens."""
+    shutil.copytree(source, target)
+    tokenizer = json.loads((target / "tokenizer.json").read_text())
+    tokenizer["added_tokens"] = [t for t in tokenizer["added_tokens"] if "tool_call" not in t["content"]]
+    (target / "tokenizer.json").write_text(json.dumps(tokenizer))
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    for key in ("additional_special_tokens", "extra_special_tokens"):
+        if isinstance(config.get(key), list):
+            config[key] = [t for t in config[key] if "tool_call" not in t]
+    for token_id, token in list(config.get("added_tokens_decoder", {}).items()):
+        if "tool_call" in token["content"]:
+            del config["added_tokens_decoder"][token_id]
+    (target / "tokenizer_config.json").write_text(json.dumps(config))
+    return target
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_bad_input_is_refused_before_training(stage, demo_model_dir, distilled, sim_qa, tmp_path, capsys):
+    data = str(distilled if stage == "sft" else sim_qa)
+    unknown = write_config(tmp_path, "a.json", model=str(demo_model_dir), data=data, output_dir="o", lerning_rate=1)
+    assert main(["train", stage, str(unknown)]) == 2
+    assert "unknown key(s) lerning_rate" in capsys.readouterr().err
+
+    broken = without_tool_call_tokens(demo_model_dir, tmp_path / "broken")
+    config = write_config(tmp_path, "b.json", model=str(broken), data=data, output_dir="o")
+    assert main(["train", stage, str(config)]) == 2
+    assert "lacks the special token(s) <tool_call> </tool_call>" in capsys.readouterr().err
+
+    bad_data = tmp_path / "bad"
+    bad_data.mkdir()
+    (bad_data / ("conversations.jsonl" if stage == "sft" else "qa.jsonl")).write_text('{"id": "x"}\n')
+    config = write_config(tmp_path, "c.json", model=str(demo_model_dir), output_dir="o",
+                          data=str(bad_data if stage == "sft" else bad_data / "qa.jsonl"))
+    assert main(["train", stage, str(config)]) == 2
+    assert f"{'conversations' if stage == 'sft' else 'qa'}.jsonl:1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

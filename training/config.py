@@ -1,0 +1,208 @@
+"""One config dataclass per training stage, read from YAML or JSON and checked before any training starts.
+
+Every knob has help text (``field(metadata={"help": …})``, as TRL's configs do). ``load_config`` rejects unknown
+keys, wrong types and impossible values with a message naming the file and the key, so a typo never silently
+falls back to a default after minutes of model loading.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+import yaml
+
+from sportlens.training.rewards import REWARDS
+
+
+class ConfigError(ValueError):
+    """A config that cannot be trained as it is; the message says which file and key, and what is allowed."""
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, **kwargs) -> Any:
+    return field(default=default, metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class SFTStageConfig:
+    """Supervised fine-tuning on distilled conversations (``sportlens distill`` output)."""
+
+    model: str = _help("checkpoint directory to start from (e.g. `sportlens make-demo-model`)")
+    data: str = _help("dataset directory written by `sportlens distill` (conversations.jsonl + frames/)")
+    output_dir: str = _help("where the trained, merged checkpoint is written")
+    learning_rate: float = _help("AdamW peak learning rate", 1e-5)
+    epochs: float = _help("passes over the data (DeepSport: 1)", 1.0)
+    max_steps: int = _help("stop after this many optimizer steps; -1: run the epochs", -1)
+    batch_size: int = _help("conversations per device per step", 1)
+    gradient_accumulation_steps: int = _help("steps whose gradients are summed before an update", 1)
+    warmup_ratio: float = _help("fraction of steps the learning rate warms up over", 0.0)
+    lora: bool = _help("train LoRA adapters (merged into the weights at the end) instead of every weight", False)
+    lora_r: int = _help("LoRA rank", 16)
+    lora_alpha: int = _help("LoRA scaling numerator", 32)
+    lora_dropout: float = _help("dropout on the LoRA path", 0.05)
+    freeze_vision: bool = _help("keep the vision tower fixed (full fine-tune only)", True)
+    dtype: str = _help('"auto" (bf16 on GPU, fp32 on CPU), "float32" or "bfloat16"', "auto")
+    loader_workers: int = _help("processes decoding and preprocessing frames beside training (GPU runs wait on "
+                                "the CPU without them)", 0)
+    seed: int = _help("random seed", 0)
+    logging_steps: int = _help("log every this many steps", 1)
+
+    def __post_init__(self) -> None:
+        if self.loader_workers < 0:
+            raise ConfigError("loader_workers must be ≥ 0")
+        _positive(self, "learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "logging_steps")
+        _common(self)
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("warmup_ratio must be in [0, 1)")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError("max_steps must be -1 (run the epochs) or at least 1")
+
+
+@dataclass
+class GRPOStageConfig:
+    """GRPO with the agent loop as the rollout (same protocol, parser and frame tool as serving)."""
+
+    model: str = _help("checkpoint directory to start from (normally the SFT output)")
+    data: str = _help("QA JSONL of training questions (e.g. SportSim's qa.jsonl); videos relative to it")
+    output_dir: str = _help("where the trained, merged checkpoint is written")
+    split: str | None = _help('keep only items of this split ("train"); null keeps all', "train")
+    max_items: int | None = _help("use at most this many items (after the split filter); null: all", None)
+    answer_types: list[str] = _help("answer types trained on (open answers need a judge, so they are left out)",
+                                    default_factory=lambda: ["choice", "yes_no", "box"])
+    reward: str = _help('"v1" (DeepSport gated tool reward), "v2" (tool only where needed), "accuracy" or "format"',
+                        "v1")
+    num_generations: int = _help("group size: rollouts per question, compared with each other", 8)
+    batch_size: int = _help("rollouts per device per step (a multiple of num_generations)", 8)
+    gradient_accumulation_steps: int = _help("steps whose gradients are summed before an update", 1)
+    beta: float = _help("KL coefficient against the starting model (0 loads no reference model)", 0.04)
+    learning_rate: float = _help("AdamW peak learning rate", 1e-6)
+    max_steps: int = _help("optimizer steps (DeepSport: 300)", 300)
+    max_turns: int = _help("assistant turns per rollout; the last must answer", 5)
+    initial_frames: int = _help("uniform frames in the first user turn", 8)
+    frames_per_call: int = _help("frames a choose_frames call returns", 8)
+    max_tokens_per_turn: int = _help("generation budget of one turn", 256)
+    temperature: float = _help("sampling temperature of the rollouts", 1.0)
+    constrain: bool = _help("keep rollout turns inside the protocol with the regex constraint", False)
+    lora: bool = _help("train LoRA adapters (merged at the end) instead of every weight", False)
+    lora_r: int = _help("LoRA rank", 16)
+    lora_alpha: int = _help("LoRA scaling numerator", 32)
+    lora_dropout: float = _help("dropout on the LoRA path", 0.05)
+    freeze_vision: bool = _help("keep the vision tower fixed (full fine-tune only)", True)
+    dtype: str = _help('"auto" (bf16 on GPU, fp32 on CPU), "float32" or "bfloat16"', "auto")
+    seed: int = _help("random seed", 0)
+    logging_steps: int = _help("log every this many steps", 1)
+
+    def __post_init__(self) -> None:
+        _positive(self, "num_generations", "batch_size", "gradient_accumulation_steps", "learning_rate", "max_steps",
+                  "max_turns", "initial_frames", "frames_per_call", "max_tokens_per_turn", "logging_steps")
+        _common(self)
+        if self.reward not in REWARDS:
+            raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, not {self.reward!r}")
+        if self.num_generations < 2:
+            raise ConfigError("num_generations must be at least 2: GRPO compares rollouts of the same question")
+        if self.batch_size % self.num_generations:
+            raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
+                              f"({self.num_generations})")
+        if self.beta < 0:
+            raise ConfigError("beta must be ≥ 0")
+        if self.temperature <= 0:
+            raise ConfigError("temperature must be > 0: GRPO needs different rollouts of one question")
+        unknown = [t for t in self.answer_types if t not in ("choice", "yes_no", "box", "open")]
+        if unknown or not self.answer_types:
+            raise ConfigError(f"answer_types takes choice, yes_no, box and open, not {unknown or 'nothing'}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ConfigError("max_items must be at least 1 or null")
+
+
+def _positive(config: Any, *names: str) -> None:
+    for name in names:
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"{name} must be > 0, not {getattr(config, name)!r}")
+
+
+def _common(config: Any) -> None:
+    if config.dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f'dtype must be "auto", "float32" or "bfloat16", not {config.dtype!r}')
+    if config.lora and config.lora_r < 1:
+        raise ConfigError("lora_r must be at least 1")
+    if not 0 <= config.lora_dropout < 1:
+        raise ConfigError("lora_dropout must be in [0, 1)")
+
+
+C = TypeVar("C", SFTStageConfig, GRPOStageConfig)
+
+
+def load_config(path: str | Path, kind: type[C]) -> C:
+    """Read a YAML (.yaml/.yml) or JSON file into ``kind``; relative paths in it are relative to the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read the config {path}: {error.strerror}") from error
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({error})") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys to values")
+    return config_from_dict(raw, kind, source=str(path), base=path.parent)
+
+
+def config_from_dict(raw: dict, kind: type[C], *, source: str = "config", base: Path | None = None) -> C:
+    """Build ``kind`` from a mapping, checking keys, types and values (see ``load_config``)."""
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; {kind.__name__} takes {', '.join(fields)}")
+    missing = [name for name, f in fields.items()
+               if name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: missing key(s) {', '.join(missing)}")
+    hints = get_type_hints(kind)
+    values = {}
+    for name, value in raw.items():
+        values[name] = _checked(source, name, value, hints[name])
+        if name in ("model", "data", "output_dir") and base is not None and not Path(value).is_absolute():
+            values[name] = str(base / value)
+    try:
+        return kind(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def _checked(source: str, name: str, value: Any, hint: Any) -> Any:
+    allowed = [a for a in getattr(hint, "__args__", (hint,))] if "|" in str(hint) else [hint]
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        origin = getattr(kind, "__origin__", kind)
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is float and isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        if origin in (str, bool) and isinstance(value, origin):
+            return value
+    raise ConfigError(f"{source}: {name} must be {_type_name(hint)}, not {value!r}")
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("<class '", "").replace("'>", "").replace("typing.", "")
+
+
+def describe(kind: type) -> str:
+    """Every key of a stage config with its default and help text, for `--help`-style listings."""
+    lines = []
+    for f in dataclasses.fields(kind):
+        default = "required" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else (
+            f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        lines.append(f"  {f.name} ({default}): {f.metadata['help']}")
+    return "\n".join(lines)

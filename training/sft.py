@@ -1,0 +1,136 @@
+"""Supervised fine-tuning on distilled conversations with TRL's SFTTrainer: multi-turn, frames as images,
+loss on the assistant's tokens only.
+
+TRL's vision collator masks non-assistant tokens (``assistant_only_loss``) only with a chat template that carries
+``{% generation %}`` markers; Qwen2.5-VL's template, the one served, has none, and a marked copy could drift from
+what is served. So the dataset is passed unprepared and :class:`ConversationCollator` renders each conversation with
+the checkpoint's own processor and sets the labels itself (``conversations.encode_for_training``): system and user
+turns, tool responses and their frames are masked; TRL's trainer does the rest (loss, optimizer, schedule, logging).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from sportlens.training.checkpoint import check_base_model, save_checkpoint
+from sportlens.training.config import SFTStageConfig
+from sportlens.training.conversations import IGNORE_INDEX, encode_for_training
+from sportlens.training.distill import data_hash, load_conversations, load_images
+
+log = logging.getLogger(__name__)
+
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+class ConversationCollator:
+    """Renders a batch of conversations to padded ids, labels (assistant tokens only), pixel values and grids."""
+
+    def __init__(self, processor) -> None:
+        self.processor = processor
+        self.pad_id = processor.tokenizer.pad_token_id
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        encoded = [
+            encode_for_training(self.processor, json.loads(row["conversation"]), load_images([Path(p) for p in row["frames"]]))
+            for row in rows
+        ]
+        length = max(e["input_ids"].shape[1] for e in encoded)
+        batch: dict[str, torch.Tensor] = {}
+        for key, fill in (("input_ids", self.pad_id), ("attention_mask", 0), ("labels", IGNORE_INDEX), ("mm_token_type_ids", 0)):
+            if key in encoded[0]:
+                batch[key] = torch.cat(
+                    [torch.nn.functional.pad(e[key], (0, length - e[key].shape[1]), value=fill) for e in encoded]
+                )
+        for key in ("pixel_values", "image_grid_thw"):
+            if key in encoded[0]:
+                batch[key] = torch.cat([e[key] for e in encoded])
+        return batch
+
+
+def load_model(model_dir: str, dtype_name: str, *, lora: bool, lora_r: int, lora_alpha: int, lora_dropout: float,
+               freeze_vision: bool):
+    """The checkpoint as a trainable model (LoRA-wrapped if asked), its processor, and the dtype chosen."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    dtype = resolve_dtype(dtype_name)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                                 target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    elif freeze_vision:
+        for name, parameter in model.named_parameters():
+            if ".visual." in f".{name}":
+                parameter.requires_grad_(False)
+    return model, processor, dtype
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """ "auto": bfloat16 on a GPU, float32 on the CPU (bf16 matmuls on CPUs are slow or emulated)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def train_sft(config: SFTStageConfig) -> dict:
+    """Train one SFT stage and write the merged checkpoint to ``config.output_dir``; returns its throughput."""
+    from datasets import Dataset
+    from transformers.utils import logging as transformers_logging
+    from trl import SFTConfig, SFTTrainer
+
+    check_base_model(config.model)  # before any weights load
+    conversations = load_conversations(Path(config.data))  # broken records fail here, naming file and line
+    transformers_logging.set_verbosity_error()
+    model, processor, dtype = load_model(config.model, config.dtype, lora=config.lora, lora_r=config.lora_r,
+                                         lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                                         freeze_vision=config.freeze_vision)
+    dataset = Dataset.from_list([
+        {"conversation": json.dumps(messages), "frames": [str(p) for p in images]} for messages, images in conversations
+    ])
+    args = SFTConfig(
+        output_dir=str(Path(config.output_dir) / "trainer"),
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of all steps
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        bf16=dtype == torch.bfloat16,
+        use_cpu=not torch.cuda.is_available(),
+        max_length=None,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=config.loader_workers,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                         data_collator=ConversationCollator(processor))
+    started = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - started
+    samples = result.global_step * config.batch_size * config.gradient_accumulation_steps
+    tokens = max((float(e["num_tokens"]) for e in trainer.state.log_history if "num_tokens" in e), default=0.0)
+    throughput = {
+        "steps": result.global_step,
+        "train_seconds": round(seconds, 2),
+        "samples_per_s": round(samples / seconds, 3),
+        "tokens_per_s": round(tokens / seconds, 1),
+        "final_loss": round(float(result.training_loss), 4),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    stage = {"stage": "sft", "config": asdict(config), "data_sha256": data_hash(Path(config.data)),
+             "conversations": len(conversations), **throughput}
+    save_checkpoint(trainer.model, processor, config.output_dir, parent=config.model, stage=stage)
+    log.info("sft: %s", throughput)
+    return throughput
