@@ -42,7 +42,9 @@ def test_upload_ask_and_watch_the_steps_arrive(browser, embedded_service, clip, 
     wait.until(lambda d: d.execute_script(
         "return [...document.querySelectorAll('#frames img')].every(i => i.complete && i.naturalWidth > 0)"))
     assert "complete" in browser.find_element(By.ID, "status").text
-    assert browser.find_element(By.ID, "prediction-set").text.startswith("—")
+    # The embedded service is calibrated (tests/service/conftest.py): the page shows the set and its α.
+    prediction_set = browser.find_element(By.ID, "prediction-set").text
+    assert prediction_set.startswith("{") and prediction_set.endswith("at α = 0.1")
     browser.save_screenshot(str(tmp_path / "page.png"))
 
 
