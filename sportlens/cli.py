@@ -189,6 +189,9 @@ def _calibrate(args: argparse.Namespace) -> int:
                 raise UsageError(f"{args.results}:{number}: not a Result record ({exc.errors()[0]['msg']})") from exc
     closed = args.method in ("lac", "aps")
     results = [result for result in results if bool(result.trajectory.options) == closed]  # the questions it applies to
+    if not results:
+        kind = "closed" if closed else "open"
+        raise UsageError(f"{args.results} holds no {kind} questions, the ones the {args.method} method calibrates on")
     by = [field for field in args.by.split(",") if field]
     unknown = [field for field in by if field not in ("sport", "task")]
     if unknown:

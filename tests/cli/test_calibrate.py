@@ -78,7 +78,7 @@ def test_bad_calibration_input_is_one_clear_line(results_file, clip, demo_model_
         "too few for alpha": (["calibrate", results_file, "--alpha", "0.05", "--out", tmp_path / "x.json"], "at least 19 points"),
         "malformed line": (["calibrate", broken, "--out", tmp_path / "x.json"], "broken.jsonl:2"),
         "missing file": (["calibrate", tmp_path / "none.jsonl", "--out", tmp_path / "x.json"], "cannot read"),
-        "sample without samples": (["calibrate", results_file, "--method", "sample", "--alpha", "0.2", "--out", tmp_path / "x.json"], "no answer samples"),
+        "sample without samples": (["calibrate", results_file, "--method", "sample", "--alpha", "0.2", "--out", tmp_path / "x.json"], "holds no open questions"),
         "another model": (["ask", clip, "q?", "--options", ";".join(OPTIONS), "--model", other_model, "--max-turns", "1",
                            "--calibration", artifact], "made for model"),
         "open question, closed calibration": (["ask", clip, "q?", "--calibration", artifact], "needs a closed question"),
