@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
 
     register_benchmarks(commands)
 
+    from sportlens.vllm_server import register as register_vllm  # argparse only, like the service
+
+    register_vllm(commands)
+
     from sportlens.training.commands import add_parsers as register_training  # argparse only, like the service
 
     register_training(commands)

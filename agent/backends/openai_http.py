@@ -1,8 +1,12 @@
 """A model served over an OpenAI-compatible chat API, such as a vLLM server, with frames as JPEG data URLs."""
 from __future__ import annotations
 
+import asyncio
 import base64
-import time
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 
@@ -10,21 +14,27 @@ from sportlens.agent.backends.base import BackendError, ChatMessage, Generation
 from sportlens.agent.records import TokenLogprob
 from sportlens.tools.frames import Frame
 
+T = TypeVar("T")
+
 
 class OpenAIHTTPBackend:
-    """Continues chats through ``POST {base_url}/v1/chat/completions``.
+    """Continues chats through ``POST {base_url}/v1/chat/completions``; scores continuations on vLLM.
 
     Args:
         base_url: the server's root, e.g. ``http://127.0.0.1:8000`` (a trailing ``/v1`` is accepted).
         model_name: the name the server serves the model under (``--served-model-name`` in vLLM).
         api_key: sent as a bearer token when given.
-        timeout_s: deadline for one model call, connection included.
+        timeout_s: the deadline of one call (``generate`` or ``score_continuations``), waiting for a free
+            slot, retries and backoff included.
         retries: further tries after a connection error or a 5xx answer, with exponential backoff from
             ``backoff_s``; a 4xx answer is the request's fault and is never retried.
+        max_in_flight: requests this instance has at the server at once; more calls wait for a slot.
         jpeg_quality: frames travel as JPEG; 90 keeps the labels on a scoreboard readable.
 
     Special tokens are kept in the text (``skip_special_tokens: false``) because Qwen tokenizers make
-    ``<tool_call>`` a special token and the protocol parser needs it.
+    ``<tool_call>`` a special token and the protocol parser needs it. Calls may come from many threads. The
+    HTTP work runs on an event loop thread of the instance, so a call past its deadline, or ended by
+    ``cancel()`` or by Ctrl-C in its thread, closes its connection, and vLLM aborts a request whose client left.
     """
 
     def __init__(
@@ -36,16 +46,24 @@ class OpenAIHTTPBackend:
         timeout_s: float = 120.0,
         retries: int = 2,
         backoff_s: float = 0.5,
+        max_in_flight: int = 8,
         jpeg_quality: int = 90,
     ) -> None:
         root = base_url.rstrip("/")
         self.base_url = root[: -len("/v1")] if root.endswith("/v1") else root
         self.model_id = model_name
+        self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.jpeg_quality = jpeg_quality
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=None, headers=headers)  # deadline: _call
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._calls: set[asyncio.Task] = set()
+        self._cancels = 0  # cancel() calls so far: a call begun before one is cancelled even if not yet running
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="openai-http", daemon=True)
+        self._thread.start()
 
     def generate(
         self,
@@ -62,10 +80,11 @@ class OpenAIHTTPBackend:
             "temperature": temperature,
             "logprobs": True,
             "skip_special_tokens": False,
+            "spaces_between_special_tokens": False,
         }
         if constraint is not None:
             body["structured_outputs"] = {"regex": constraint}
-        reply = self._post("/v1/chat/completions", body)
+        reply = self._run(lambda: self._post("/v1/chat/completions", body))
         try:
             choice = reply["choices"][0]
             text = choice["message"]["content"] or ""
@@ -74,15 +93,48 @@ class OpenAIHTTPBackend:
             logprobs = [TokenLogprob(token=t["token"], logprob=t["logprob"]) for t in content]
         except (KeyError, IndexError, TypeError) as exc:
             raise BackendError(f"{self.base_url} answered with no usable completion ({exc!r})") from exc
-        return Generation(
-            text=text,
-            tokens_in=int(usage.get("prompt_tokens", 0)),
-            tokens_out=int(usage.get("completion_tokens", len(logprobs))),
-            logprobs=logprobs,
-        )
+        tokens_out = int(usage.get("completion_tokens", len(logprobs)))
+        if logprobs and choice.get("finish_reason") == "stop" and not text.endswith(logprobs[-1].token):
+            logprobs.pop()  # the end-of-turn token: scored, but not part of the text (as in-process)
+            tokens_out -= 1
+        return Generation(text=text, tokens_in=int(usage.get("prompt_tokens", 0)), tokens_out=tokens_out,
+                          logprobs=logprobs)
+
+    def score_continuations(self, messages: list[ChatMessage], continuations: list[str]) -> list[float]:
+        """The total log-probability the model gives each continuation text right after the generation prompt.
+
+        Teacher-forced and raw, like the transformers backend's, on vLLM: the server renders the chat with its
+        own template, the continuation as an open final assistant turn (``continue_final_message``), and returns
+        ``prompt_logprobs``. The continuation's tokens are the prompt's last ones; ``POST /tokenize`` counts them
+        and their ids are checked against the ids scored. Candidates are scored concurrently, within the slots.
+        """
+        if not all(continuations):
+            raise BackendError("cannot score an empty continuation")
+        chat = [self._to_openai(message) for message in messages]
+
+        async def score_all() -> list[float]:
+            try:
+                async with asyncio.TaskGroup() as group:  # a failure cancels the other candidates' requests
+                    tasks = [group.create_task(self._score(chat, text)) for text in continuations]
+            except ExceptionGroup as failures:
+                raise failures.exceptions[0] from None
+            return [task.result() for task in tasks]
+
+        return self._run(score_all)
+
+    def cancel(self) -> None:
+        """End every call of this instance begun so far (each raises BackendError); later calls run as usual."""
+        self._cancels += 1
+        self._loop.call_soon_threadsafe(lambda: [task.cancel() for task in list(self._calls)])
 
     def close(self) -> None:
-        self._client.close()
+        if self._loop.is_closed():
+            return
+        self.cancel()
+        asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
     def _to_openai(self, message: ChatMessage) -> dict:
         content = []
@@ -96,15 +148,61 @@ class OpenAIHTTPBackend:
             return {"role": message.role, "content": "".join(c["text"] for c in content)}
         return {"role": message.role, "content": content}
 
-    def _post(self, path: str, body: dict) -> dict:
+    def _run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Runs one call on the loop thread and waits for it; an interrupt of the waiting thread ends the call."""
+        if self._loop.is_closed():
+            raise BackendError("the backend is closed")
+        future = asyncio.run_coroutine_threadsafe(self._call(work, self._cancels), self._loop)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise BackendError(f"the call to the model server at {self.base_url} was cancelled") from None
+        except BaseException:
+            future.cancel()
+            raise
+
+    async def _call(self, work: Callable[[], Awaitable[T]], cancels_before: int) -> T:
+        task = asyncio.current_task()
+        self._calls.add(task)
+        try:
+            if self._cancels != cancels_before:
+                raise asyncio.CancelledError
+            async with asyncio.timeout(self.timeout_s):
+                return await work()
+        except TimeoutError:
+            raise BackendError(f"model server at {self.base_url} did not answer within {self.timeout_s:g} s") from None
+        finally:
+            self._calls.discard(task)
+
+    async def _score(self, chat: list[dict], text: str) -> float:
+        tokenized = await self._post("/tokenize", {"model": self.model_id, "prompt": text, "add_special_tokens": False})
+        scored = await self._post("/v1/chat/completions", {
+            "model": self.model_id,
+            "messages": [*chat, {"role": "assistant", "content": text}],
+            "add_generation_prompt": False,
+            "continue_final_message": True,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "prompt_logprobs": 0,
+        })
+        try:
+            ids = [str(token) for token in tokenized["tokens"]]
+            positions = scored["prompt_logprobs"][-len(ids):]
+            if len(positions) == len(ids) and all(token in entry for token, entry in zip(ids, positions)):
+                return float(sum(entry[token]["logprob"] for token, entry in zip(ids, positions)))
+        except (KeyError, TypeError) as exc:
+            raise BackendError(f"{self.base_url} answered with no usable prompt_logprobs ({exc!r})") from exc
+        raise BackendError(f"the server's prompt does not end in the tokens of the continuation {text[:40]!r}")
+
+    async def _post(self, path: str, body: dict) -> dict:
         for attempt in range(self.retries + 1):
             try:
-                response = self._client.post(path, json=body)
-            except httpx.TimeoutException as exc:
-                raise BackendError(f"model server at {self.base_url} did not answer in time") from exc
+                async with self._slots:
+                    response = await self._client.post(path, json=body)
             except httpx.TransportError as exc:
                 if attempt == self.retries:
-                    raise BackendError(f"cannot reach the model server at {self.base_url}: {exc}") from exc
+                    why = str(exc) or type(exc).__name__
+                    raise BackendError(f"cannot reach the model server at {self.base_url}: {why}") from exc
             else:
                 if response.status_code < 400:
                     try:
@@ -112,12 +210,28 @@ class OpenAIHTTPBackend:
                     except ValueError as exc:
                         raise BackendError(f"{self.base_url} answered with something that is not JSON") from exc
                 if response.status_code < 500 or attempt == self.retries:
-                    raise BackendError(
-                        f"model server at {self.base_url} refused the request "
-                        f"(HTTP {response.status_code}): {_error_text(response)}"
-                    )
-            time.sleep(self.backoff_s * 2**attempt)
+                    raise await self._refusal(response)
+            await asyncio.sleep(self.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
+
+    async def _refusal(self, response: httpx.Response) -> BackendError:
+        """The server's own words, with the cause named for the refusals a user can fix."""
+        message = _error_text(response)
+        if response.status_code == 404 and "model" in message.lower():
+            try:
+                async with self._slots:
+                    models = (await self._client.get("/v1/models")).json()["data"]
+                served = "; it serves " + ", ".join(repr(model["id"]) for model in models)
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                served = ""
+            return BackendError(f"the model server at {self.base_url} serves no model named {self.model_id!r} "
+                                f"(HTTP 404: {message}{served})")
+        if response.status_code == 400 and "context length" in message.lower():
+            return BackendError(f"the request does not fit the model's context: {message} (show fewer frames, "
+                                f"or serve the model with a larger --max-model-len)")
+        return BackendError(
+            f"model server at {self.base_url} refused the request (HTTP {response.status_code}): {message}"
+        )
 
 
 def _error_text(response: httpx.Response) -> str:

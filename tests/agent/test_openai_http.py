@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -31,15 +33,24 @@ class OpenAIServerFake:
 
     def __init__(self):
         self.requests: list[dict] = []
-        self.replies: list[tuple[int, dict]] = []
+        self.replies: list[tuple[int, dict | str]] = []
+        self.delay_s = 0.0
+        self.in_flight = self.most_in_flight = 0
+        lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                status, reply = fake.replies.pop(0) if fake.replies else (200, COMPLETION)
-                data = json.dumps(reply).encode()
+                with lock:
+                    fake.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                    status, reply = fake.replies.pop(0) if fake.replies else (200, COMPLETION)
+                    fake.in_flight += 1
+                    fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
+                time.sleep(fake.delay_s)
+                with lock:
+                    fake.in_flight -= 1
+                data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -129,3 +140,84 @@ def test_unreachable_server_is_a_clear_error():
     backend = OpenAIHTTPBackend("http://127.0.0.1:9", "qwen", retries=1, backoff_s=0)
     with pytest.raises(BackendError, match="cannot reach the model server at http://127.0.0.1:9"):
         backend.generate(chat(), max_tokens=8)
+
+
+def test_an_answer_that_is_not_json_is_a_backend_error(server):
+    server.replies = [(200, "<html>proxy login</html>")]
+    with pytest.raises(BackendError, match="not JSON"):
+        OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8)
+
+
+def test_the_end_of_turn_token_is_dropped_from_logprobs_as_in_process(server):
+    reply = json.loads(json.dumps(COMPLETION))
+    reply["choices"][0] |= {"message": {"content": "<answer>A</answer>"}, "finish_reason": "stop"}
+    reply["choices"][0]["logprobs"]["content"] = [
+        {"token": "<answer>", "logprob": -0.5}, {"token": "A", "logprob": -0.1},
+        {"token": "</answer>", "logprob": -0.2}, {"token": "<|im_end|>", "logprob": -0.3},
+    ]
+    reply["usage"]["completion_tokens"] = 4
+    server.replies = [(200, reply)]
+    generation = OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8)
+    assert "".join(t.token for t in generation.logprobs) == generation.text and generation.tokens_out == 3
+
+
+def test_requests_in_flight_are_bounded_per_instance(server):
+    server.delay_s = 0.2
+    backend = OpenAIHTTPBackend(server.url, "qwen", max_in_flight=2)
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda _: backend.generate(chat(), max_tokens=8), range(6)))
+    assert len(server.requests) == 6 and server.most_in_flight == 2
+    backend.close()
+
+
+def test_a_call_past_its_deadline_fails_without_waiting_for_the_server(server):
+    server.delay_s = 3.0
+    backend = OpenAIHTTPBackend(server.url, "qwen", timeout_s=0.3, retries=5)
+    started = time.perf_counter()
+    with pytest.raises(BackendError, match="did not answer within 0.3 s"):
+        backend.generate(chat(), max_tokens=8)
+    assert time.perf_counter() - started < 1.5
+    backend.close()
+    with pytest.raises(BackendError, match="closed"):
+        backend.generate(chat(), max_tokens=8)
+
+
+def test_cancel_ends_the_calls_in_flight_and_leaves_the_backend_usable(server):
+    server.delay_s = 3.0
+    backend = OpenAIHTTPBackend(server.url, "qwen")
+    with ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(backend.generate, chat(), max_tokens=8) for _ in range(2)]
+        time.sleep(0.3)
+        backend.cancel()
+        for call in calls:
+            with pytest.raises(BackendError, match="cancelled"):
+                call.result(timeout=1.0)
+    server.delay_s = 0.0
+    assert backend.generate(chat(), max_tokens=8).tokens_out == 2
+    backend.close()
+
+
+def test_scoring_renders_the_candidate_as_an_open_assistant_turn_and_sums_its_prompt_logprobs(server):
+    server.replies = [
+        (200, {"tokens": [7, 9], "count": 2}),
+        (200, {"choices": [{"message": {"content": "x"}}], "prompt_logprobs": [
+            None, {"3": {"logprob": -1.0}}, {"7": {"logprob": -0.25}}, {"9": {"logprob": -0.5}}]}),
+    ]
+    scores = OpenAIHTTPBackend(server.url, "qwen").score_continuations(chat()[:2], ["<answer>A</answer>"])
+    assert scores == [-0.75]
+    tokenize, score = (request["body"] for request in server.requests)
+    assert server.requests[0]["path"] == "/tokenize" and tokenize["prompt"] == "<answer>A</answer>"
+    assert tokenize["add_special_tokens"] is False
+    assert score["messages"][-1] == {"role": "assistant", "content": "<answer>A</answer>"}
+    assert score["continue_final_message"] is True and score["add_generation_prompt"] is False
+    assert score["prompt_logprobs"] == 0
+
+
+def test_scoring_refuses_a_prompt_that_does_not_end_in_the_candidate(server):
+    server.replies = [
+        (200, {"tokens": [7, 9]}),
+        (200, {"choices": [{"message": {"content": "x"}}], "prompt_logprobs": [None, {"7": {"logprob": -0.2}},
+                                                                                {"8": {"logprob": -0.5}}]}),
+    ]
+    with pytest.raises(BackendError, match="does not end in the tokens"):
+        OpenAIHTTPBackend(server.url, "qwen").score_continuations(chat()[:2], ["ab"])

@@ -1,0 +1,181 @@
+"""The agent through a real vLLM server: its overhead, questions/s with 8 in flight vs 1, and prefix caching's effect.
+
+    .venv/bin/python benchmarks/perf/vllm_agent.py [--model DIR] [--questions 8]
+
+Every question is a 3-turn trajectory on its own clip (640×360): 8 initial frames, two tool calls of 8 frames
+each (their ranges scripted, the thoughts the model's own, every turn constrained), then an answer. One run,
+bounded: it starts vLLM (via `sportlens vllm`, creating its environment if needed) with prefix caching on,
+asks `--questions` questions one at a time, then as many fresh ones all in flight, then restarts vLLM with
+prefix caching off and asks the first set again. Prints ratios; the default model is the demo checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import socket
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from sportlens import vllm_server
+from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
+from sportlens.agent.loop import AgentSettings, answer_question
+from sportlens.agent.records import Trajectory
+from sportlens.tools.testclips import write_index_clip
+from sportlens.tools.video import Video
+
+SETTINGS = AgentSettings(max_turns=3, constrain=True, max_tokens_per_turn=128)
+OPTIONS = ["A) red", "B) blue"]
+
+
+class ScriptedLooks:
+    """Makes turn k (k < 3) call choose_frames on ranges[k]; the thought and the last turn are the model's."""
+
+    def __init__(self, backend: OpenAIHTTPBackend, ranges: list[tuple[int, int]]) -> None:
+        self.backend, self.model_id, self.turn = backend, backend.model_id, 0
+        self.calls = [
+            r"<think>[^<>]{1,60}</think>\n" + re.escape(
+                f'<tool_call>{{"name": "choose_frames", "arguments": {{"frame_range": [{start}, {end}]}}}}</tool_call>'
+            )
+            for start, end in ranges
+        ]
+
+    def generate(self, messages, *, max_tokens, temperature=0.0, constraint=None):
+        self.turn += 1
+        if self.turn <= len(self.calls):
+            constraint = self.calls[self.turn - 1]
+        return self.backend.generate(messages, max_tokens=max_tokens, temperature=temperature, constraint=constraint)
+
+
+class TimedVideo:
+    """A video that adds up the time its frames take to decode: the tool's share of the time outside model calls."""
+
+    def __init__(self, video: Video) -> None:
+        self.video, self.decode_s = video, 0.0
+
+    @property
+    def info(self):
+        return self.video.info
+
+    def choose_frames(self, start: int, end: int, n: int):
+        started = time.perf_counter()
+        try:
+            return self.video.choose_frames(start, end, n)
+        finally:
+            self.decode_s += time.perf_counter() - started
+
+
+def ask(backend: OpenAIHTTPBackend, clip: Path, question: str) -> tuple[Trajectory, float]:
+    """One scripted 3-turn question; returns its trajectory and the seconds spent decoding frames."""
+    with Video(clip) as video:
+        timed = TimedVideo(video)
+        last = video.info.frames - 1
+        model = ScriptedLooks(backend, [(0, last // 2), (last // 2, last)])
+        return answer_question(timed, question, model, options=OPTIONS, settings=SETTINGS), timed.decode_s
+
+
+def run_set(backend: OpenAIHTTPBackend, clips: list[Path], tag: str, in_flight: int) -> tuple[float, list]:
+    questions = [f"{tag} {i}: which team commits the foul?" for i in range(len(clips))]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(in_flight) as pool:
+        asked = list(pool.map(lambda pair: ask(backend, *pair), zip(clips, questions)))
+    return time.perf_counter() - started, asked
+
+
+def cache_counters(url: str) -> tuple[float, float]:
+    """vLLM's prefix-cache hits and queries so far, in prompt tokens."""
+    values = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        for name in ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"):
+            if line.startswith(name + "{"):
+                values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return values.get("vllm:prefix_cache_hits_total", 0.0), values.get("vllm:prefix_cache_queries_total", 0.0)
+
+
+def turn_means(asked: list[tuple[Trajectory, float]]) -> list[float]:
+    return [statistics.mean(t.steps[k].latency_s for t, _ in asked) for k in range(SETTINGS.max_turns)]
+
+
+def free_port() -> int:
+    """A free loopback port below Linux's ephemeral range (32768 and up), so no outgoing connection takes it first."""
+    for port in random.sample(range(20000, 32000), 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port between 20000 and 32000")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="checkpoint directory (default: a fresh demo checkpoint)")
+    parser.add_argument("--questions", type=int, default=8, help="questions per set (and how many are in flight)")
+    args = parser.parse_args()
+    n = args.questions
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        if args.model is None:
+            from sportlens.training.demo_model import build_demo_model
+
+            args.model = build_demo_model(scratch / "sportlens-demo")
+        # Distinct lengths give every clip its own frames: no image is shared between questions or sets.
+        clips = [write_index_clip(scratch / f"clip{i}.mp4", frames=240 + 7 * i, size=(640, 360), gop=60)
+                 for i in range(2 * n + 1)]
+        warm_up, one_at_a_time, all_in_flight = clips[0], clips[1:n + 1], clips[n + 1:]
+        port = free_port()
+        results = {}
+        for caching in (True, False):
+            started = time.monotonic()
+            server = vllm_server.start(args.model, port=port, served_model_name="bench", max_model_len=16384,
+                                       prefix_caching=caching, log=lambda message: None)
+            start_s = time.monotonic() - started
+            backend = OpenAIHTTPBackend(server.url, server.model_name, timeout_s=300)
+            try:
+                ask(backend, warm_up, "warm-up: which team commits the foul?")
+                counted = [cache_counters(server.url)]
+                wall_1, sequential = run_set(backend, one_at_a_time, "one", 1)
+                counted.append(cache_counters(server.url))
+                wall_n, concurrent = run_set(backend, all_in_flight, "many", n) if caching else (None, [])
+                counted.append(cache_counters(server.url))
+            finally:
+                backend.close()
+                vllm_server.stop(port)
+            hit_rates = [(hits - hits_before) / max(queries - queries_before, 1.0)
+                         for (hits_before, queries_before), (hits, queries) in zip(counted, counted[1:])]
+            results[caching] = (start_s, wall_1, sequential, hit_rates, wall_n, concurrent)
+
+    start_s, wall_1, sequential, hit_rates, wall_n, concurrent = results[True]
+    off_start_s, off_wall_1, off_sequential, _, _, _ = results[False]
+    turns, off_turns = turn_means(sequential), turn_means(off_sequential)
+    steps = [len(t.steps) for t, _ in sequential + concurrent + off_sequential]
+    print(f"vLLM agent benchmark: {n} questions a set, each {SETTINGS.max_turns} turns (8 + 8 + 8 frames at "
+          f"640×360, constrained), {args.model.name}; turns per question {min(steps)}–{max(steps)}")
+    print(f"server start: {start_s:.0f} s (caching on), {off_start_s:.0f} s (caching off)")
+    for label, asked in (("1 at a time", sequential), (f"{n} in flight", concurrent)):
+        outside = [(t.latency_s - t.model_latency_s) / t.latency_s for t, _ in asked]
+        decode = [decode_s / t.latency_s for t, decode_s in asked]
+        print(f"agent overhead, {label} (time outside model calls ÷ total per question): "
+              f"mean {statistics.mean(outside):.1%}, max {max(outside):.1%} (target ≤ 5%); "
+              f"of it frame decoding (tools) {statistics.mean(decode):.1%}, "
+              f"the loop and the rest {statistics.mean(outside) - statistics.mean(decode):.1%}")
+    print(f"1 at a time: {n} questions in {wall_1:.1f} s = {n / wall_1:.2f} q/s")
+    print(f"{n} in flight: {n} questions in {wall_n:.1f} s = {n / wall_n:.2f} q/s "
+          f"→ {wall_1 / wall_n:.2f}× the questions/s of 1 at a time (target ≥ 2×)")
+    print("prefix cache across turns (caching on): mean latency turn 1/2/3 = " + " / ".join(f"{s:.2f}" for s in turns)
+          + f" s 1 at a time; prompt tokens served from the cache: {hit_rates[0]:.0%} 1 at a time, "
+          f"{hit_rates[1]:.0%} with {n} in flight")
+    print("prefix caching off: mean latency turn 1/2/3 = " + " / ".join(f"{s:.2f}" for s in off_turns)
+          + f" s; {n / off_wall_1:.2f} q/s")
+    print(f"prefix caching on vs off, 3-turn trajectory: {off_wall_1 / wall_1:.2f}× faster per question; "
+          f"turns 2–3 {sum(off_turns[1:]) / sum(turns[1:]):.2f}× faster, turn 1 {off_turns[0] / turns[0]:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
