@@ -13,24 +13,8 @@ import torch
 from PIL import Image
 
 from sportlens.agent.backends.base import ChatMessage, Generation
-from sportlens.tools.frames import Frame
 
 IGNORE_INDEX = -100  # labels with this value add nothing to the loss (transformers' convention)
-
-
-def to_chat(messages: list[ChatMessage]) -> tuple[list[dict], list[Image.Image]]:
-    """The agent's messages as chat-template messages plus their frames as PIL images, in order."""
-    chat, images = [], []
-    for message in messages:
-        content = []
-        for part in message.parts:
-            if isinstance(part, Frame):
-                content.append({"type": "image"})
-                images.append(part.to_pil())
-            else:
-                content.append({"type": "text", "text": part})
-        chat.append({"role": message.role, "content": content})
-    return chat, images
 
 
 def encode(processor, chat: list[dict], images: list[Image.Image], *, add_generation_prompt: bool = False) -> dict:

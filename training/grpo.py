@@ -28,13 +28,13 @@ from transformers import GenerationConfig, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from sportlens.agent.backends.base import ChatMessage
-from sportlens.agent.backends.transformers_local import TransformersBackend, _stop_token_ids
+from sportlens.agent.backends.transformers_local import TransformersBackend, _stop_token_ids, to_chat
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import QAItem
 from sportlens.benchmarks.loaders import load_dataset
 from sportlens.training.checkpoint import check_base_model, save_checkpoint
 from sportlens.training.config import GRPOStageConfig
-from sportlens.training.conversations import RecordingBackend, assistant_mask, encode, to_chat
+from sportlens.training.conversations import RecordingBackend, assistant_mask, encode
 from sportlens.training.distill import file_sha256
 from sportlens.training.rewards import answer_accuracy, reward_function
 from sportlens.training.sft import load_model, resolve_dtype

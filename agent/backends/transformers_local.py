@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import torch
+from PIL import Image
 import xgrammar as xgr
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig, LogitsProcessor
 
@@ -178,16 +179,7 @@ class TransformersBackend:
         """The chat rendered by the checkpoint's template plus the generation prompt, with frames as images in order."""
         if self._model is None:
             raise BackendError("the backend is closed")
-        chat, images = [], []
-        for message in messages:
-            content = []
-            for part in message.parts:
-                if isinstance(part, Frame):
-                    content.append({"type": "image"})
-                    images.append(part.to_pil())
-                else:
-                    content.append({"type": "text", "text": part})
-            chat.append({"role": message.role, "content": content})
+        chat, images = to_chat(messages)
         prompt = self._processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         inputs = self._processor(text=[prompt], images=images or None, return_tensors="pt")
         return {name: value.to(self._device) for name, value in inputs.items()}
@@ -199,6 +191,21 @@ class TransformersBackend:
             except (RuntimeError, ValueError) as error:
                 raise BackendError(f"cannot compile the constraint {regex!r}: {error}") from error
         return self._grammars[regex]
+
+
+def to_chat(messages: list[ChatMessage]) -> tuple[list[dict], list[Image.Image]]:
+    """The agent's messages as chat-template messages plus their frames as PIL images, in order."""
+    chat, images = [], []
+    for message in messages:
+        content = []
+        for part in message.parts:
+            if isinstance(part, Frame):
+                content.append({"type": "image"})
+                images.append(part.to_pil())
+            else:
+                content.append({"type": "text", "text": part})
+        chat.append({"role": message.role, "content": content})
+    return chat, images
 
 
 def _stop_token_ids(generation_config: GenerationConfig, tokenizer) -> list[int]:
