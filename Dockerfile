@@ -4,7 +4,7 @@ FROM python:3.11-slim
 
 WORKDIR /app
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make \
+    && apt-get install -y --no-install-recommends make redis-server \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md Makefile ./
 COPY sportlens sportlens
@@ -18,4 +18,5 @@ RUN make setup
 ENV SPORTLENS_HOME=/data
 VOLUME /data
 ENTRYPOINT ["/app/.venv/bin/sportlens"]
-CMD ["--help"]
+EXPOSE 8080
+CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]
