@@ -11,9 +11,7 @@ prefix caching off and asks the first set again. Prints ratios; the default mode
 from __future__ import annotations
 
 import argparse
-import random
 import re
-import socket
 import statistics
 import tempfile
 import time
@@ -101,18 +99,6 @@ def turn_means(asked: list[tuple[Trajectory, float]]) -> list[float]:
     return [statistics.mean(t.steps[k].latency_s for t, _ in asked) for k in range(SETTINGS.max_turns)]
 
 
-def free_port() -> int:
-    """A free loopback port below Linux's ephemeral range (32768 and up), so no outgoing connection takes it first."""
-    for port in random.sample(range(20000, 32000), 100):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError("no free port between 20000 and 32000")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="checkpoint directory (default: a fresh demo checkpoint)")
@@ -129,7 +115,7 @@ def main() -> None:
         clips = [write_index_clip(scratch / f"clip{i}.mp4", frames=240 + 7 * i, size=(640, 360), gop=60)
                  for i in range(2 * n + 1)]
         warm_up, one_at_a_time, all_in_flight = clips[0], clips[1:n + 1], clips[n + 1:]
-        port = free_port()
+        port = vllm_server.free_port()
         results = {}
         for caching in (True, False):
             started = time.monotonic()

@@ -5,9 +5,7 @@ Without vLLM's environment the tests skip with the reason printed; under CI (the
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,21 +48,9 @@ class LiveServer:
             time.sleep(0.1)
 
 
-def free_port() -> int:
-    """A free loopback port below Linux's ephemeral range (32768 and up), so no outgoing connection takes it first."""
-    for port in random.sample(range(20000, 32000), 100):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError("no free port between 20000 and 32000")
-
-
 @pytest.fixture
 def unused_port() -> int:
-    return free_port()
+    return vllm_server.free_port()
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +68,7 @@ def vllm(demo_model_dir: Path, pytestconfig: pytest.Config) -> LiveServer:
             pytest.fail(f"{reason} (CI must run the vLLM tests)")
         say(f"[vllm] SKIPPING the vLLM tests: {reason}")
         pytest.skip(reason)
-    live = LiveServer(demo_model_dir, free_port())
+    live = LiveServer(demo_model_dir, vllm_server.free_port())
     seconds = live.start()
     say(f"[vllm] environment ready after {time.monotonic() - started - seconds:.0f} s; "
         f"server on {live.url} answered after {seconds:.0f} s")
