@@ -17,7 +17,8 @@ from sportlens.benchmarks.runner import BenchRecord, latest
 GROUPS = ("task", "level", "sport", "dimension", "split")
 
 
-def _accuracy(records: list[BenchRecord]) -> dict:
+def accuracy(records: list[BenchRecord]) -> dict:
+    """Accuracy in % of the scored answers among ``records``, with how many were scored and how many asked."""
     scored = [r for r in records if r.score is not None and r.score.correct is not None]
     hits = sum(1 for r in scored if r.score.correct)
     return {"accuracy": round(100 * hits / len(scored), 2) if scored else None, "scored": len(scored), "n": len(records)}
@@ -40,9 +41,9 @@ def summarize(records: list[BenchRecord], runs: list[str] | None = None) -> dict
         for r in done:
             methods[r.score.method] += 1
         run: dict = {
-            "overall": _accuracy(rows),
-            "event_questions": _accuracy([r for r in rows if r.event]),
-            "other_questions": _accuracy([r for r in rows if not r.event]),
+            "overall": accuracy(rows),
+            "event_questions": accuracy([r for r in rows if r.event]),
+            "other_questions": accuracy([r for r in rows if not r.event]),
             "mean_iou_x100": round(100 * float(np.mean(ious)), 2) if ious else None,
             "avg_frames_used": round(float(np.mean([t.frames_used for t in trajectories])), 2) if trajectories else None,
             "tool_call_rate": _rate(sum(1 for t in trajectories if any(s.action == "choose_frames" for s in t.steps)), len(done)),
@@ -65,7 +66,7 @@ def summarize(records: list[BenchRecord], runs: list[str] | None = None) -> dict
             buckets: dict[str, list[BenchRecord]] = defaultdict(list)
             for r in rows:
                 buckets[str(getattr(r, group))].append(r)
-            run[f"by_{group}"] = {key: _accuracy(value) for key, value in sorted(buckets.items())}
+            run[f"by_{group}"] = {key: accuracy(value) for key, value in sorted(buckets.items())}
         report["runs"][name] = run
     return report
 

@@ -40,6 +40,12 @@ DIMENSIONS = {
     "coach": "assessment & coaching",
     "live": "live commentary & reporting",
 }
+# The kind of event each question asks about; "tactic" questions are about the whole clip, not one event.
+EVENT_OF_TASK = {
+    "infraction": "foul", "foul_type": "foul", "fouling_player": "foul", "penalty": "foul", "explanation": "foul",
+    "evidence_box": "foul", "scorer": "score", "score_time": "score", "restart": "out", "commentary": "turnover",
+    "offensive_tactic": "tactic", "defensive_tactic": "tactic",
+}
 TEAM_PAIRS = (
     (("Red", (215, 40, 40)), ("Blue", (40, 90, 225))),
     (("Orange", (245, 140, 20)), ("Purple", (130, 50, 170))),
