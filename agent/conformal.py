@@ -15,7 +15,7 @@ with probability ≥ 1−α on exchangeable data. Methods:
 
 Option probabilities are the softmax of the teacher-forced log-probabilities the loop records
 (``Trajectory.option_logprobs``). Mondrian calibration keeps one q̂ per group (sport × task by default)
-where the group has enough points for a finite quantile, the pooled q̂ elsewhere.
+where the group has at least ``MIN_GROUP_POINTS`` points, the pooled q̂ elsewhere.
 """
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ from sportlens.agent.records import Result
 Method = Literal["lac", "aps", "sample"]
 METHODS: tuple[str, ...] = ("lac", "aps", "sample")
 POOLED = "pooled"
+# With n calibration points split conformal covers between 1−α and 1−α + 1/(n+1): a group of fewer than 50 points
+# may over-cover by more than 2 points (a group of 8 at α = 0.2 covers 7/9 → 0.875 rounded up to its rank), so
+# such a group is served the pooled q̂, which is valid and tighter.
+MIN_GROUP_POINTS = 50
 
 
 class CalibrationError(ValueError):
@@ -150,6 +154,7 @@ class CalibrationArtifact(BaseModel):
     counts: dict[str, int]
     infinite_scores: int
     smallest_reachable_alpha: float
+    min_group_points: int = MIN_GROUP_POINTS
     scores: dict[str, list[float]]
     data_sha256: str
     model: str
@@ -163,6 +168,7 @@ class CalibrationArtifact(BaseModel):
             alpha=alpha,
             by=self.by,
             scores=self.scores,
+            min_group_points=self.min_group_points,
             method=self.method,
             data_sha256=self.data_sha256,
             model=self.model,
@@ -205,10 +211,13 @@ def calibrate(
     alpha: float,
     method: Method,
     by: Sequence[str] = ("sport", "task"),
+    min_group_points: int = MIN_GROUP_POINTS,
     model_sha256: str | None = None,
 ) -> CalibrationArtifact:
-    """Split-conformal calibration over labelled results of one model."""
+    """Split-conformal calibration over labelled results of one model; groups under min_group_points use the pool."""
     check_alpha(alpha)
+    if min_group_points < 1:
+        raise CalibrationError(f"a Mondrian group needs at least 1 point, not {min_group_points}")
     if method not in METHODS:
         raise CalibrationError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if not results:
@@ -224,14 +233,17 @@ def calibrate(
         alpha=alpha,
         by=list(by),
         scores={key: sorted(values) for key, values in grouped.items()},
+        min_group_points=min_group_points,
         data_sha256=results_sha256(results),
         model=models.pop(),
         model_sha256=model_sha256,
     )
 
 
-def _with_quantiles(*, alpha: float, scores: dict[str, list[float]], by: list[str], **fields) -> CalibrationArtifact:
-    """The artifact at ``alpha``: the pooled q̂ (refused when infinite) and a q̂ for each group that can have one."""
+def _with_quantiles(
+    *, alpha: float, scores: dict[str, list[float]], by: list[str], min_group_points: int, **fields
+) -> CalibrationArtifact:
+    """The artifact at ``alpha``: the pooled q̂ (refused when infinite) and a finite q̂ for each big enough group."""
     check_alpha(alpha)
     pooled_scores = [score for values in scores.values() for score in values]
     n = len(pooled_scores)
@@ -244,7 +256,9 @@ def _with_quantiles(*, alpha: float, scores: dict[str, list[float]], by: list[st
             f"{n} calibration points ({infinite} with no correct answer) are too few for α = {alpha}: "
             f"q̂ would be infinite; this needs {needed}"
         )
-    quantiles = {key: conformal_quantile(values, alpha) for key, values in scores.items()} if by else {}
+    quantiles = {
+        key: conformal_quantile(values, alpha) for key, values in scores.items() if len(values) >= min_group_points
+    } if by else {}
     return CalibrationArtifact(
         alpha=alpha,
         by=by,
@@ -254,6 +268,7 @@ def _with_quantiles(*, alpha: float, scores: dict[str, list[float]], by: list[st
         counts={key: len(values) for key, values in scores.items()},
         infinite_scores=infinite,
         smallest_reachable_alpha=reachable,
+        min_group_points=min_group_points,
         scores=scores,
         **fields,
     )

@@ -7,7 +7,7 @@ baseline that shows why: it inserts the true answer among the sampled candidates
 "oracle" coverage inserts the truth at test time too and looks fine; its real coverage, where the truth is
 among the candidates only if the model sampled it, falls short.
 
-    python -m sportlens.benchmarks.conformal_eval RESULTS.jsonl --out DIR
+    python -m sportlens.benchmarks.conformal_eval OUT/agent.results.jsonl [MORE.jsonl …] --out DIR
 """
 from __future__ import annotations
 
@@ -51,40 +51,57 @@ def covered(result: Result, method: str, quantile: float) -> tuple[bool, int]:
 
 
 def _quantiles(calibration: Sequence[Result], method: str, alpha: float):
-    """A function from a test result to its q̂, or None when this split cannot be calibrated at this α."""
+    """A function from a test result to (its q̂, whether its own Mondrian group gave it), or None when this split
+    cannot be calibrated at this α."""
     if method.startswith("copu"):
         quantile = conformal.conformal_quantile([copu_score(r) for r in calibration], alpha)
-        return None if math.isinf(quantile) else (lambda result: quantile)
+        return None if math.isinf(quantile) else (lambda result: (quantile, False))
     base, by = (method.split("-")[0], ("sport", "task")) if method.endswith("mondrian") else (method, ())
     try:
         artifact = conformal.calibrate(calibration, alpha=alpha, method=base, by=by)
     except CalibrationError:
         return None
-    return lambda result: artifact.quantile_for(result)[0]
+
+    def quantile_of(result: Result) -> tuple[float, bool]:
+        quantile, group = artifact.quantile_for(result)
+        return quantile, group != conformal.POOLED
+
+    return quantile_of
+
+
+def smallest_reachable_alpha(calibration: Sequence[Result]) -> float:
+    """(n_∞+1)/(n+1): below this α the sample-based q̂ is infinite (n_∞ questions sampled no correct answer)."""
+    infinite = sum(1 for result in calibration if math.isinf(conformal.calibration_score(result, "sample")))
+    return (infinite + 1) / (len(calibration) + 1)
 
 
 def evaluate(results: Sequence[Result], *, alphas: Sequence[float] = ALPHAS, splits: int = 100, seed: int = 0) -> list[dict]:
     """One row per (method, α): mean coverage, mean set size, and in how many splits the method could run."""
     closed = [r for r in results if r.label is not None and r.trajectory.option_logprobs]
-    open_ = [r for r in results if r.label is not None and r.trajectory.answer_samples]
+    open_ = [r for r in results if r.label is not None and r.trajectory.answer_samples and not r.trajectory.options]
     rows = []
     for pool, methods in ((closed, CLOSED_METHODS), (open_, OPEN_METHODS)):
         if len(pool) < 4:
             continue
         for alpha in alphas:
             rng = random.Random(seed)
-            tallies = {method: ([], []) for method in methods}
+            tallies = {method: ([], [], []) for method in methods}
+            reachable = []
             for _ in range(splits):
                 shuffled = rng.sample(pool, len(pool))
                 calibration, test = shuffled[: len(pool) // 2], shuffled[len(pool) // 2 :]
+                if "sample" in methods:
+                    reachable.append(smallest_reachable_alpha(calibration))
                 for method in methods:
                     quantile_of = _quantiles(calibration, method, alpha)
                     if quantile_of is None:
                         continue
-                    outcomes = [covered(result, method, quantile_of(result)) for result in test]
+                    quantiles = [quantile_of(result) for result in test]
+                    outcomes = [covered(result, method, q) for result, (q, _) in zip(test, quantiles)]
                     tallies[method][0].append(sum(hit for hit, _ in outcomes) / len(outcomes))
                     tallies[method][1].append(sum(size for _, size in outcomes) / len(outcomes))
-            for method, (coverages, sizes) in tallies.items():
+                    tallies[method][2].append(sum(own for _, own in quantiles) / len(quantiles))
+            for method, (coverages, sizes, own_group) in tallies.items():
                 rows.append({
                     "method": method,
                     "alpha": alpha,
@@ -94,17 +111,29 @@ def evaluate(results: Sequence[Result], *, alphas: Sequence[float] = ALPHAS, spl
                     "coverage": sum(coverages) / len(coverages) if coverages else None,
                     "set_size": sum(sizes) / len(sizes) if sizes else None,
                     "valid": method in VALID_METHODS,
+                    # Mondrian: the share of test questions served their own group's q̂ (the rest got the pooled one)
+                    "own_group_share": sum(own_group) / len(own_group) if own_group and "mondrian" in method else None,
+                    "smallest_reachable_alpha": sum(reachable) / len(reachable) if method == "sample" else None,
                 })
     return rows
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
-    lines = ["| method | α | target | coverage | mean set size | splits run | n |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | α | target | coverage | mean set size | splits run | n | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         coverage = "unreachable" if row["coverage"] is None else f"{row['coverage']:.3f}"
         size = "—" if row["set_size"] is None else f"{row['set_size']:.2f}"
+        notes = []
+        if row.get("own_group_share") is not None:
+            notes.append(f"own group q̂ for {100 * row['own_group_share']:.0f}% (pooled for the rest)")
+        if row.get("smallest_reachable_alpha") is not None:
+            notes.append(f"smallest reachable α ≈ {row['smallest_reachable_alpha']:.3f}")
         lines.append(
-            f"| {row['method']} | {row['alpha']} | {row['target']:.2f} | {coverage} | {size} | {row['splits_run']} | {row['n']} |"
+            f"| {row['method']} | {row['alpha']} | {row['target']:.2f} | {coverage} | {size} | {row['splits_run']} "
+            f"| {row['n']} | {'; '.join(notes)} |"
         )
     return "\n".join(lines)
 
@@ -144,11 +173,11 @@ def read_results(path: Path) -> list[Result]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path)
+    parser.add_argument("results", type=Path, nargs="+", help="agent.results.jsonl files of `sportlens bench`")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--splits", type=int, default=100)
     args = parser.parse_args(argv)
-    rows = evaluate(read_results(args.results), splits=args.splits)
+    rows = evaluate([result for path in args.results for result in read_results(path)], splits=args.splits)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "conformal.json").write_text(json.dumps(rows, indent=2))
     table = markdown_table(rows)

@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--alpha", type=float, default=0.1, help="miscoverage: sets hold the answer ≥ 1−α of the time")
     calibrate.add_argument("--method", choices=["lac", "aps", "sample"], default="lac")
     calibrate.add_argument("--by", default="sport,task", help='Mondrian groups, comma-separated fields, or "" for none')
+    calibrate.add_argument("--min-group", type=int, default=50,
+                           help="a Mondrian group needs this many points for its own q̂; smaller ones use the pool")
     calibrate.add_argument("--model", type=Path, help="the checkpoint the results came from, to record its hash")
     calibrate.add_argument("--out", type=Path, required=True)
     calibrate.set_defaults(run=_calibrate)
@@ -206,6 +208,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             method=args.method,
             by=by,
+            min_group_points=args.min_group,
             model_sha256=model_sha256(args.model) if args.model else None,
         )
     except CalibrationError as exc:

@@ -9,9 +9,12 @@ LETTERS = "ABCD"
 
 
 def make_result(probabilities=None, label=None, *, sport="soccer", task="foul", model="m1", samples=(), index=0):
-    """A labelled Result whose trajectory carries the given option probabilities and answer samples."""
+    """A labelled Result whose trajectory carries the given option probabilities and answer samples.
+
+    Answer samples without option probabilities make an open question (no options), as the agent records one."""
+    open_question = probabilities is None and bool(samples)
     trajectory = Trajectory(
-        question=f"q{index}", options=[f"{l}) x" for l in LETTERS], model=model,
+        question=f"q{index}", options=None if open_question else [f"{l}) x" for l in LETTERS], model=model,
         video=VideoSummary(path="v.mp4", frames=10, fps=1.0, duration_s=10.0, width=64, height=36, codec="h264",
                            rotation=0, reader="pyav"),
         initial_frames=[], steps=[], answer="A", tokens_in=0, tokens_out=0, latency_s=0.0, model_latency_s=0.0,

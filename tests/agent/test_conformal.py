@@ -86,6 +86,22 @@ def test_small_groups_fall_back_to_the_pooled_quantile():
     assert tennis.coverage_target == pytest.approx(0.9) and tennis.set_size == len(tennis.prediction_set)
 
 
+def test_a_group_under_the_minimum_is_served_the_pooled_quantile():
+    # 30 points give a finite q̂ at α = 0.2, but a group that small over-covers by up to 1/31: it gets the pool.
+    probabilities, labels = synthetic(150, seed=9)
+    results = [make_result(p, l, sport="soccer" if i < 120 else "tennis", index=i)
+               for i, (p, l) in enumerate(zip(probabilities, labels))]
+    artifact = calibrate(results, alpha=0.2, method="lac", by=("sport",))
+    assert artifact.min_group_points == conformal.MIN_GROUP_POINTS == 50
+    assert set(artifact.quantiles) == {"soccer"} and artifact.counts["tennis"] == 30
+    assert apply_calibration(results[-1], artifact).calibration_group == "pooled"
+    smaller = calibrate(results, alpha=0.2, method="lac", by=("sport",), min_group_points=30)
+    assert set(smaller.quantiles) == {"soccer", "tennis"}
+    assert set(smaller.at_alpha(0.3).quantiles) == {"soccer", "tennis"}  # another α keeps the same rule
+    with pytest.raises(CalibrationError, match="at least 1 point"):
+        calibrate(results, alpha=0.2, method="lac", min_group_points=0)
+
+
 def test_selective_answers_abstain_on_sets_of_several_answers():
     results = [make_result([0.97, 0.01, 0.01, 0.01], "A", index=i) for i in range(30)]
     results += [make_result([0.3, 0.3, 0.2, 0.2], "B", index=30 + i) for i in range(3)]

@@ -40,6 +40,8 @@ def test_valid_closed_methods_cover_one_minus_alpha(rows, method, alpha):
     result = row(rows, method, alpha)
     assert result["splits_run"] == 60 and abs(result["coverage"] - (1 - alpha)) <= 0.02, result
     assert 0 < result["set_size"] <= len(LETTERS)
+    if method.endswith("mondrian"):  # 100 calibration points per sport: every test question gets its own group's q̂
+        assert result["own_group_share"] == 1.0
 
 
 def test_sample_method_is_unreachable_below_its_floor_and_valid_above(rows):
@@ -47,6 +49,7 @@ def test_sample_method_is_unreachable_below_its_floor_and_valid_above(rows):
     assert row(rows, "sample", 0.1)["coverage"] is None and row(rows, "sample", 0.2)["coverage"] is None
     sample = row(rows, "sample", 0.5)
     assert sample["coverage"] >= 0.5 - 0.02
+    assert 0.35 < sample["smallest_reachable_alpha"] < 0.45  # (n_∞+1)/(n+1) with n_∞ ≈ 40% of 150
 
 
 def test_copu_looks_valid_with_the_truth_inserted_and_is_not(rows):
@@ -58,6 +61,7 @@ def test_copu_looks_valid_with_the_truth_inserted_and_is_not(rows):
 
 
 def test_report_files(rows, tmp_path):
-    assert "| copu-real | 0.1 |" in conformal_eval.markdown_table(rows)
+    table = conformal_eval.markdown_table(rows)
+    assert "| copu-real | 0.1 |" in table and "smallest reachable α ≈ 0.4" in table and "own group q̂ for 100%" in table
     conformal_eval.plot(rows, tmp_path / "conformal.png")
     assert (tmp_path / "conformal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
