@@ -44,7 +44,7 @@ def create_app(settings: ServiceSettings | None = None, *, backend: ModelBackend
         state = app.state
         state.settings, state.queue, state.redis, state.redis_bytes = settings, pool, redis_text, pool
         state.jobs = JobStore(redis_text, settings)
-        state.videos = VideoStore(settings.storage_dir, redis_text, int(settings.max_upload_mb * 2**20))
+        state.videos = VideoStore(settings.storage_dir, redis_text, int(settings.max_upload_mb * 2**20), state.jobs)
         shared.connect(url)
         state.model_ready = asyncio.Event()
         worker_task = None
@@ -73,6 +73,20 @@ def create_app(settings: ServiceSettings | None = None, *, backend: ModelBackend
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for router in (videos.router, questions.router, jobs.router, health.router):
         app.include_router(router)
+
+    def openapi() -> dict:
+        """The document of this service as configured: without keys there is no auth to send and no 401 or 429."""
+        document = FastAPI.openapi(app)
+        if not settings.api_keys:
+            document.get("components", {}).pop("securitySchemes", None)
+            for operations in document["paths"].values():
+                for operation in operations.values():
+                    operation.pop("security", None)
+                    operation["responses"].pop("401", None)
+                    operation["responses"].pop("429", None)
+        return document
+
+    app.openapi = openapi
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -1,8 +1,10 @@
 """Job records in Redis: state, progress, events (a Redis stream per job), results and the result cache.
 
 arq carries the work (queue, retries, crash recovery); this module keeps what clients read. Every state
-change goes through one Lua script that refuses to touch a finished job, so a second worker finishing the
+change goes through a Lua script that refuses to touch a finished job, so a second worker finishing the
 same job (at-least-once delivery) or a late write after a cancel changes nothing: result writes are idempotent.
+A try writes only while it is the job's latest: when a retry starts, the event stream loses the steps of the
+earlier tries, and a try that was given up for lost but still runs can no longer add events or an ending.
 """
 from __future__ import annotations
 
@@ -24,13 +26,51 @@ PREFIX = "sportlens"
 STATS_KEY = f"{PREFIX}:stats"
 _TERMINAL_LIST = ",".join(sorted(TERMINAL))
 
-# KEYS: job hash, events stream. ARGV: ttl, event json (or ""), then field, value pairs.
+# KEYS: job hash, events stream, frames set, shared stats. ARGV: ttl, event json (or ""), terminal statuses, the
+# try that writes ("" for writes that are no try's: a cancel, a cached answer), n, n frame indices shown, then
+# field, value pairs.
 _TRANSITION = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if string.find(',' .. ARGV[3] .. ',', ',' .. status .. ',', 1, true) then return 0 end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[4] then return 0 end
+local n = tonumber(ARGV[5])
+if n > 0 then
+  redis.call('SADD', KEYS[3], unpack(ARGV, 6, 5 + n))
+  redis.call('EXPIRE', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], 'frames_decoded', n)
+end
+if #ARGV > 5 + n then redis.call('HSET', KEYS[1], unpack(ARGV, 6 + n)) end
 if ARGV[2] ~= '' then redis.call('XADD', KEYS[2], '*', 'data', ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: job hash, events stream, frames set. ARGV: ttl, terminal statuses, try number, its `running` event json,
+# progress json. A retry (an earlier try started) empties the stream but for its first event (`queued`), so that
+# a client reading it from the start sees each step once; the `running` event says why the earlier try ended.
+_START_TRY = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if string.find(',' .. ARGV[2] .. ',', ',' .. status .. ',', 1, true) then return 0 end
+local previous = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if tonumber(ARGV[3]) <= previous then return 0 end
+local event = ARGV[4]
+if previous > 0 then
+  local entries = redis.call('XRANGE', KEYS[2], '-', '+')
+  local stale = {}
+  for i = 2, #entries do stale[#stale + 1] = entries[i][1] end
+  if #stale > 0 then redis.call('XDEL', KEYS[2], unpack(stale)) end
+  local why = redis.call('HGET', KEYS[1], 'error')
+  if status ~= 'retrying' or not why or why == '' then why = 'try ' .. previous .. ' ended with its worker' end
+  local decoded = cjson.decode(event)
+  decoded['error'] = why
+  event = cjson.encode(decoded)
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', ARGV[3], 'error', '', 'progress', ARGV[5])
+redis.call('DEL', KEYS[3])
+redis.call('XADD', KEYS[2], '*', 'data', event)
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
@@ -47,6 +87,14 @@ def _events_key(job_id: str) -> str:
 
 def _frames_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:frames"
+
+
+def video_jobs_key(video_id: str) -> str:
+    """The set of jobs asked about a video that may still be live (pruned when read)."""
+    return f"{PREFIX}:video:{video_id}:jobs"
+
+
+VIDEOS_USED = f"{PREFIX}:videos:used"  # sorted set: video id → when it was last uploaded or asked about
 
 
 def _now() -> str:
@@ -90,6 +138,7 @@ class JobStore:
         self.redis = redis
         self.settings = settings
         self._transition = redis.register_script(_TRANSITION)
+        self._start_try = redis.register_script(_START_TRY)
 
     async def create(self, request: QuestionRequest, owner: str) -> tuple[str, Result | None]:
         """A new job record, complete at once when the cache holds its answer (then nothing needs queueing)."""
@@ -114,6 +163,8 @@ class JobStore:
             pipe.xadd(_events_key(job_id), {"data": JobEvent(kind="status", status="queued").model_dump_json(exclude_none=True)})
             pipe.expire(_events_key(job_id), ttl)
             pipe.hincrby(STATS_KEY, "jobs_queued", 1)
+            pipe.sadd(video_jobs_key(request.video_id), job_id)
+            pipe.zadd(VIDEOS_USED, {request.video_id: time.time()})
             await pipe.execute()
         if cached is None:
             return job_id, None
@@ -144,32 +195,42 @@ class JobStore:
     async def raw_field(self, job_id: str, field: str) -> str | None:
         return await self.redis.hget(_job_key(job_id), field)
 
-    async def start_attempt(self, job_id: str, attempt: int) -> bool:
-        """Marks a try running; False when the job is finished (or gone) and must not run."""
+    async def start_attempt(self, job_id: str, attempt: int, max_turns: int) -> bool:
+        """Marks try ``attempt`` running; False when the job is finished (or gone), or a later try started.
+
+        A retry drops the earlier tries' events from the stream (see _START_TRY) and resets the progress.
+        """
         event = JobEvent(kind="status", status="running", attempt=attempt).model_dump_json(exclude_none=True)
-        done = await self._set(job_id, event, status="running", attempts=attempt, error="")
+        progress = Progress(max_turns=max_turns).model_dump_json()
+        done = await self._start_try(keys=[_job_key(job_id), _events_key(job_id), _frames_key(job_id)],
+                                     args=[self.settings.result_ttl_s, _TERMINAL_LIST, attempt, event, progress]) == 1
         if done:
-            await self.redis.delete(_frames_key(job_id))
             await self.redis.hincrby(STATS_KEY, "jobs_running", 1)
         return done
 
-    async def retrying(self, job_id: str, error: str) -> None:
-        event = JobEvent(kind="status", status="retrying", error=error).model_dump_json(exclude_none=True)
-        if await self._set(job_id, event, status="retrying", error=error):
+    async def retrying(self, job_id: str, error: str, attempt: int) -> None:
+        event = JobEvent(kind="status", status="retrying", attempt=attempt, error=error)
+        if await self._set(job_id, event.model_dump_json(exclude_none=True), attempt=attempt, status="retrying",
+                           error=error):
             await self.redis.hincrby(STATS_KEY, "jobs_retrying", 1)
 
     async def finish(self, job_id: str, *, result: Result | None = None, status: str = "complete",
-                     error: str | None = None) -> bool:
-        """Records the end of a job once; a job already finished keeps its first ending."""
+                     error: str | None = None, attempt: int | None = None) -> bool:
+        """Records the end of a job once; a job already finished keeps its first ending.
+
+        ``attempt``: the try that ends it, refused when a later try has started since.
+        """
         fields = {"status": status, "finished_at": _now(), "error": error or ""}
         if result is not None:
             fields["result"] = result.model_dump_json()
         event = JobEvent(kind="status", status=status, error=error).model_dump_json(exclude_none=True)
-        done = await self._set(job_id, event, **fields)
+        done = await self._set(job_id, event, attempt=attempt, **fields)
         if done:
             trajectory = result.trajectory if result else None
+            video_id = await self.raw_field(job_id, "video_id")
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(STATS_KEY, f"jobs_{status}", 1)
+                pipe.srem(video_jobs_key(video_id), job_id)
                 if trajectory is not None:  # a cached result's frames become this job's frames too
                     shown = [ref.index for ref in trajectory.initial_frames]
                     shown += [ref.index for step in trajectory.steps for ref in step.frames_shown]
@@ -190,24 +251,40 @@ class JobStore:
         raw = await self.redis.get(f"{PREFIX}:cache:{key}") if key else None
         return Result.model_validate_json(raw) if raw else None
 
-    async def agent_event(self, job_id: str, event: AgentEvent, max_turns: int, seen: set[int]) -> None:
-        """Publishes one step as it happens and keeps the progress and the set of frames shown up to date.
+    async def agent_event(self, job_id: str, event: AgentEvent, max_turns: int, seen: set[int], attempt: int) -> None:
+        """Publishes one step of try ``attempt`` as it happens, with the progress and the frames it showed.
 
-        ``seen`` is the frames this try has shown so far, kept by the caller; it is updated here.
+        ``seen`` is the frames this try has shown so far, kept by the caller; it is updated here. Nothing is
+        written once a later try has started.
         """
         frames = [ref.index for ref in event.frames]
         if event.step is not None:
             frames += [ref.index for ref in event.step.frames_shown]
         seen.update(frames)
         progress = Progress(turn=event.turn, max_turns=max_turns, frames_seen=len(seen)).model_dump_json()
-        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
-            if frames:
-                pipe.sadd(_frames_key(job_id), *frames)
-                pipe.expire(_frames_key(job_id), self.settings.result_ttl_s)
-                pipe.hincrby(STATS_KEY, "frames_decoded", len(frames))
-            await self._set(job_id, JobEvent(kind=event.kind, agent=event).model_dump_json(exclude_none=True),
-                            client=pipe, progress=progress)
-            await pipe.execute()
+        data = JobEvent(kind=event.kind, attempt=attempt, agent=event).model_dump_json(exclude_none=True)
+        await self._set(job_id, data, attempt=attempt, frames=frames, progress=progress)
+
+    async def superseded(self, job_id: str, attempt: int) -> bool:
+        """Whether try ``attempt`` should stop: the job was cancelled, is gone, or a later try started."""
+        status, attempts = await self.redis.hmget(_job_key(job_id), ["status", "attempts"])
+        return status is None or status == "cancelled" or attempts != str(attempt)
+
+    async def live_jobs(self, video_id: str) -> dict[str, str]:
+        """The jobs about ``video_id`` that have not finished, as job id → owner; finished ones leave the set."""
+        key = video_jobs_key(video_id)
+        job_ids = sorted(await self.redis.smembers(key))
+        if not job_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(_job_key(job_id), ["status", "owner"])
+            records = await pipe.execute()
+        live = {job_id: owner for job_id, (status, owner) in zip(job_ids, records)
+                if status is not None and status not in TERMINAL}
+        if finished := [job_id for job_id in job_ids if job_id not in live]:
+            await self.redis.srem(key, *finished)
+        return live
 
     async def cancel(self, job_id: str) -> bool:
         return await self.finish(job_id, status="cancelled", error="cancelled by the client")
@@ -250,8 +327,11 @@ class JobStore:
                 if event.kind == "status" and event.status in TERMINAL:
                     return
 
-    async def _set(self, job_id: str, event_json: str, client=None, **fields: object) -> bool:
-        args: list[object] = [self.settings.result_ttl_s, event_json, _TERMINAL_LIST]
+    async def _set(self, job_id: str, event_json: str, *, attempt: int | None = None, frames: list[int] = (),
+                   **fields: object) -> bool:
+        args: list[object] = [self.settings.result_ttl_s, event_json, _TERMINAL_LIST,
+                              "" if attempt is None else attempt, len(frames), *frames]
         for name, value in fields.items():
             args += [name, value]
-        return await self._transition(keys=[_job_key(job_id), _events_key(job_id)], args=args, client=client) == 1
+        keys = [_job_key(job_id), _events_key(job_id), _frames_key(job_id), STATS_KEY]
+        return await self._transition(keys=keys, args=args) == 1

@@ -4,14 +4,19 @@ Like vLLM's protocol.py, unknown fields and out-of-range values are rejected wit
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sportlens.agent.loop import AgentEvent
 from sportlens.agent.records import Result
 
+# Holds a character that is not white space. Spelled out, because engines disagree on \s (Python counts \x1c-\x1f,
+# JSON Schema's ECMA regex does not); the validators apply the same pattern, so that the message says "blank".
+_NOT_BLANK = r"[^\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+NOT_BLANK = {"pattern": _NOT_BLANK}
 JobStatus = Literal["queued", "running", "retrying", "complete", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"complete", "failed", "cancelled"})
 
@@ -42,9 +47,9 @@ class QuestionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     video_id: str = Field(pattern=r"^[0-9a-f]{64}$", description="the id POST /v1/videos returned")
-    question: str = Field(min_length=1, max_length=2000)
-    options: list[str] | None = Field(None, min_length=2, max_length=26,
-                                      description='closed question choices, e.g. ["A) foul", "B) no foul"]')
+    question: str = Field(min_length=1, max_length=2000, json_schema_extra=NOT_BLANK)
+    options: list[Annotated[str, Field(min_length=1, max_length=500, json_schema_extra=NOT_BLANK)]] | None = Field(
+        None, min_length=2, max_length=26, description='closed question choices, e.g. ["A) foul", "B) no foul"]')
     sport: str | None = Field(None, max_length=64)
     task: str | None = Field(None, max_length=64)
     alpha: float | None = Field(None, gt=0, lt=1, description="miscoverage level of the prediction set; "
@@ -57,15 +62,15 @@ class QuestionRequest(BaseModel):
     @field_validator("question")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if not re.search(_NOT_BLANK, value):
             raise ValueError("the question is blank")
         return value
 
     @field_validator("options")
     @classmethod
     def _options_not_blank(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and any(not option.strip() or len(option) > 500 for option in value):
-            raise ValueError("each option must hold 1 to 500 characters")
+        if value is not None and any(not re.search(_NOT_BLANK, option) for option in value):
+            raise ValueError("an option is blank")
         return value
 
 
@@ -94,12 +99,17 @@ class JobOut(BaseModel):
 
 
 class JobEvent(BaseModel):
-    """One server-sent event: a status change, or an agent step (AgentEvent from the loop) as it happens."""
+    """One server-sent event: a status change, or an agent step (AgentEvent from the loop) as it happens.
+
+    A `running` status with ``attempt`` > 1 starts a retry: the steps shown so far belong to an earlier try and
+    are void (its ``error`` says why that try ended). Read from the start, the stream holds the latest try only.
+    """
 
     kind: Literal["status", "initial_frames", "turn_started", "step"]
     status: JobStatus | None = None
-    attempt: int | None = None
-    error: str | None = None
+    attempt: int | None = Field(None, description="the try the event belongs to (1 for the first)")
+    error: str | None = Field(None, description="why the job failed or is retrying; on a retry's `running`, "
+                                                "why the earlier try ended")
     agent: AgentEvent | None = None
 
 
@@ -107,6 +117,16 @@ class Problem(BaseModel):
     """Every 4xx/5xx body: what went wrong, in words a client can act on."""
 
     detail: str | list
+
+
+# What any /v1 route may answer besides its own responses.
+V1_PROBLEMS: dict[int | str, dict] = {
+    401: {"model": Problem, "description": "no API key, or not a valid one (when the service has keys configured)",
+          "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+    429: {"model": Problem, "description": "this key's rate limit is reached",
+          "headers": {"Retry-After": {"description": "seconds until the limit resets", "schema": {"type": "integer"}}}},
+    503: {"model": Problem, "description": "the job store (Redis) is unavailable"},
+}
 
 
 class Health(BaseModel):

@@ -55,6 +55,10 @@ class ServiceSettings(BaseSettings):
     retry_backoff_s: float = Field(2.0, ge=0, description="delay before the 2nd try, doubling for each later one")
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long jobs, their events and results are kept")
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=0, description="how long the result cache keeps an answer; 0: off")
+    video_ttl_s: int = Field(0, ge=0, description="remove a video this long after it was last uploaded or asked "
+                             "about, unless a queued or running job needs it; 0: keep videos until deleted")
+    video_sweep_s: int = Field(60, ge=1, le=60, description="how often workers look for videos past video_ttl_s "
+                               "(rounded down to a divisor of 60)")
     worker_poll_s: float | None = Field(None, gt=0, description="how often an idle worker looks at the queue; "
                                         "default 5 ms over HTTP, 50 ms in-process (polling steals CPU from the model)")
     queue_name: str = Field("sportlens:queue", description="the arq queue")

@@ -3,11 +3,17 @@
 A file is written under ``uploads/`` while it arrives and moved into ``videos/ab/abcdef…`` only once it
 proved to be a usable video; on any failure the partial file is deleted, so nothing half-written remains.
 Ownership (which API keys may use a video) lives in Redis beside the probed info.
+
+Removal: a key that deletes a video gives up its claim; the file goes when no key claims it any more. With a
+retention time, a periodic sweep removes videos not uploaded or asked about for that long. Neither removes a
+video that a queued or running job needs. Storing, deleting and sweeping one video take its lock in Redis, so
+an upload of the same bytes never lands in the middle of a removal.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -17,7 +23,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from redis.asyncio import Redis
 from starlette.concurrency import run_in_threadpool
 
-from sportlens.service.jobs import PREFIX
+from sportlens.service.jobs import PREFIX, VIDEOS_USED, JobStore, video_jobs_key
 from sportlens.service.schemas import VideoInfoOut, VideoOut
 from sportlens.tools.video import NotAVideo, VideoError, probe
 
@@ -29,6 +35,19 @@ class UploadRejected(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+
+
+class VideoInUse(Exception):
+    """The video cannot be deleted now: ``job_ids`` (queued or running) need it."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        super().__init__(f"jobs {', '.join(job_ids)} need this video")
+        self.job_ids = job_ids
+
+
+def frame_cache_key(video_id: str, index: int | str) -> str:
+    """Where a decoded frame's JPEG is cached (for GET /v1/jobs/{id}/frames/{index}.jpg)."""
+    return f"{PREFIX}:frame:{video_id}:{index}"
 
 
 def too_large(limit: int) -> str:
@@ -86,12 +105,13 @@ class _FilePart:
 
 
 class VideoStore:
-    """Videos on disk (``root/videos``) and their records in Redis."""
+    """Videos on disk (``root/videos``) and their records in Redis; ``jobs`` tells which videos live jobs need."""
 
-    def __init__(self, root: Path, redis: Redis, max_bytes: int) -> None:
+    def __init__(self, root: Path, redis: Redis, max_bytes: int, jobs: JobStore) -> None:
         self.root = Path(root)
         self.redis = redis
         self.max_bytes = max_bytes
+        self.jobs = jobs
         (self.root / "uploads").mkdir(parents=True, exist_ok=True)
         (self.root / "videos").mkdir(parents=True, exist_ok=True)
 
@@ -125,9 +145,24 @@ class VideoStore:
                 message = str(error).replace(str(partial), "the upload")
                 raise UploadRejected(422, f"the video cannot be used: {message}") from None
             video_id = part.digest.hexdigest()
-            final = self.path(video_id)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(partial, final)  # same filesystem: atomic; a second upload of the same bytes is harmless
+            record = VideoOut(
+                id=video_id,
+                size_bytes=part.size,
+                info=VideoInfoOut(frames=info.frames, fps=info.fps, duration_s=info.duration_s,
+                                  width=info.width, height=info.height, codec=info.codec),
+                created_at=datetime.now(timezone.utc),
+            )
+            async with self._lock(video_id):
+                final = self.path(video_id)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(partial, final)  # same filesystem: atomic; a second upload of the same bytes is harmless
+                key = _record_key(video_id)
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.set(key, record.model_dump_json(), nx=True)
+                    pipe.sadd(f"{key}:owners", owner)
+                    pipe.zadd(VIDEOS_USED, {video_id: time.time()})
+                    pipe.get(key)
+                    *_, stored = await pipe.execute()
         except UploadRejected:
             raise
         except Exception as error:  # a malformed multipart body, a client that went away mid-upload
@@ -136,22 +171,11 @@ class VideoStore:
             raise
         finally:
             partial.unlink(missing_ok=True)
-        record = VideoOut(
-            id=video_id,
-            size_bytes=part.size,
-            info=VideoInfoOut(frames=info.frames, fps=info.fps, duration_s=info.duration_s,
-                              width=info.width, height=info.height, codec=info.codec),
-            created_at=datetime.now(timezone.utc),
-        )
-        key = f"{PREFIX}:video:{video_id}"
-        await self.redis.set(key, record.model_dump_json(), nx=True)
-        await self.redis.sadd(f"{key}:owners", owner)
-        stored = await self.redis.get(key)
         return VideoOut.model_validate_json(stored)
 
     async def get(self, video_id: str, owner: str | None) -> VideoOut | None:
         """The video's record, or None when unknown, gone from disk, or not uploaded by this owner."""
-        key = f"{PREFIX}:video:{video_id}"
+        key = _record_key(video_id)
         raw = await self.redis.get(key)
         if raw is None or not self.path(video_id).is_file():
             return None
@@ -159,4 +183,48 @@ class VideoStore:
             return None
         return VideoOut.model_validate_json(raw)
 
+    async def delete(self, video_id: str, owner: str) -> bool:
+        """Withdraws ``owner``'s claim on the video, and removes it when no other key claims it.
 
+        False when the owner has no such video; raises VideoInUse while a job of this owner that has not
+        finished needs it (cancel the job first, or wait for it).
+        """
+        async with self._lock(video_id):
+            owners = f"{_record_key(video_id)}:owners"
+            if await self.get(video_id, owner) is None:
+                return False
+            live = await self.jobs.live_jobs(video_id)
+            if needed := sorted(job_id for job_id, job_owner in live.items() if job_owner == owner):
+                raise VideoInUse(needed)
+            await self.redis.srem(owners, owner)
+            if not live and not await self.redis.scard(owners):
+                await self._remove(video_id)
+            return True
+
+    async def sweep(self, ttl_s: float) -> list[str]:
+        """Removes the videos not uploaded or asked about for ``ttl_s`` seconds that no live job needs."""
+        cutoff = time.time() - ttl_s
+        removed = []
+        for video_id in await self.redis.zrangebyscore(VIDEOS_USED, "-inf", cutoff):
+            async with self._lock(video_id):
+                last_used = await self.redis.zscore(VIDEOS_USED, video_id)
+                if last_used is None or last_used > cutoff or await self.jobs.live_jobs(video_id):
+                    continue  # used again since, removed meanwhile, or needed: a later sweep looks again
+                await self._remove(video_id)
+                removed.append(video_id)
+        return removed
+
+    async def _remove(self, video_id: str) -> None:
+        """The file, its record, its owners and its cached frames; held under the video's lock."""
+        self.path(video_id).unlink(missing_ok=True)
+        key = _record_key(video_id)
+        frames = [cached async for cached in self.redis.scan_iter(match=frame_cache_key(video_id, "*"), count=1000)]
+        await self.redis.delete(key, f"{key}:owners", video_jobs_key(video_id), *frames)
+        await self.redis.zrem(VIDEOS_USED, video_id)
+
+    def _lock(self, video_id: str):
+        return self.redis.lock(f"{_record_key(video_id)}:lock", timeout=60, blocking_timeout=30)
+
+
+def _record_key(video_id: str) -> str:
+    return f"{PREFIX}:video:{video_id}"

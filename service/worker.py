@@ -14,6 +14,7 @@ from typing import Any
 
 from arq import Retry
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.cron import cron
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
@@ -33,7 +34,7 @@ JOB_FUNCTION = "answer_job"
 
 
 class _Cancelled(Exception):
-    """Raised inside the agent's thread, from its event callback, to stop a cancelled or overdue job."""
+    """Raised inside the agent's thread, from its event callback, to stop a cancelled, overdue or superseded try."""
 
 
 def make_backend(settings: ServiceSettings) -> ModelBackend:
@@ -71,8 +72,13 @@ async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
     if request.cache and (cached := await jobs.cached_result(job_id)) is not None:
         await jobs.finish(job_id, result=cached)
         return "complete"
-    if not await jobs.start_attempt(job_id, attempt):
+    if not await jobs.start_attempt(job_id, attempt, request.max_turns):
         return "finished elsewhere"
+    path = ctx["videos"].path(job.video_id)
+    if not path.is_file():
+        await jobs.finish(job_id, status="failed", attempt=attempt,
+                          error=f"video {job.video_id} was deleted before the job could run")
+        return "failed"
     loop = asyncio.get_running_loop()
     stop = threading.Event()
     published: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
@@ -85,10 +91,10 @@ async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
     async def publish() -> None:  # one task, so events reach the stream in the order they happened
         seen: set[int] = set()
         while (event := await published.get()) is not None:
-            await jobs.agent_event(job_id, event, request.max_turns, seen)
+            await jobs.agent_event(job_id, event, request.max_turns, seen, attempt)
 
     def run() -> Result:
-        with Video(ctx["videos"].path(job.video_id), threads=1) as video:
+        with Video(path, threads=1) as video:
             trajectory = answer_question(video, request.question, ctx["backend"], options=request.options,
                                          settings=agent_settings(request, settings), on_event=on_event)
         result = Result(trajectory=trajectory, sport=request.sport, task=request.task)
@@ -98,7 +104,7 @@ async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
                                        selective=request.selective)
         return result
 
-    watcher = asyncio.create_task(_watch_cancel(jobs, job_id, stop))
+    watcher = asyncio.create_task(_watch_superseded(jobs, job_id, attempt, stop))
     publisher = asyncio.create_task(publish())
     try:
         try:
@@ -107,36 +113,51 @@ async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
             published.put_nowait(None)
             await asyncio.shield(publisher)
     except _Cancelled:
-        return "cancelled"
+        return "stopped (cancelled, or a later try took over)"
     except asyncio.TimeoutError:
         stop.set()
-        await jobs.finish(job_id, status="failed", error=f"the job ran past its deadline of {settings.job_deadline_s:g} s")
+        await jobs.finish(job_id, status="failed", attempt=attempt,
+                          error=f"the job ran past its deadline of {settings.job_deadline_s:g} s")
         return "failed"
     except (VideoError, ValueError) as error:  # the video or the request, not the machinery: retrying cannot help
-        await jobs.finish(job_id, status="failed", error=str(error))
+        await jobs.finish(job_id, status="failed", error=str(error), attempt=attempt)
         return "failed"
     except BackendError as error:
         message = f"model backend error on try {attempt} of {settings.job_max_tries}: {error}"
         if attempt >= settings.job_max_tries:
-            await jobs.finish(job_id, status="failed", error=message)
+            await jobs.finish(job_id, status="failed", error=message, attempt=attempt)
             return "failed"
-        await jobs.retrying(job_id, message)
+        await jobs.retrying(job_id, message, attempt)
         raise Retry(defer=settings.retry_backoff_s * 2 ** (attempt - 1)) from error
     except asyncio.CancelledError:
         stop.set()  # the worker is shutting down: arq puts the job back, the thread stops at its next step
         raise
     finally:
         watcher.cancel()
-    if await jobs.finish(job_id, result=result):
+    if await jobs.finish(job_id, result=result, attempt=attempt):
         await jobs.store_in_cache(job_id, result)
     return "complete"
 
 
-async def _watch_cancel(jobs: JobStore, job_id: str, stop: threading.Event) -> None:
+async def _watch_superseded(jobs: JobStore, job_id: str, attempt: int, stop: threading.Event) -> None:
     while not stop.is_set():
         await asyncio.sleep(0.25)
-        if await jobs.raw_field(job_id, "status") == "cancelled":
+        if await jobs.superseded(job_id, attempt):
             stop.set()
+
+
+async def sweep_videos(ctx: dict[str, Any]) -> int:
+    """arq cron job: removes the videos unused for SPORTLENS_VIDEO_TTL_S; returns how many."""
+    removed = await ctx["videos"].sweep(ctx["settings"].video_ttl_s)
+    if removed:
+        log.info("removed %d videos unused for %g s: %s", len(removed), ctx["settings"].video_ttl_s, ", ".join(removed))
+    return len(removed)
+
+
+def _sweep_schedule(every_s: int) -> set[int]:
+    """The seconds of each minute at which to sweep: every ``every_s`` seconds, rounded down to a divisor of 60."""
+    step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= every_s)
+    return set(range(0, 60, step))
 
 
 def worker_for(settings: ServiceSettings, pool: ArqRedis, redis: Redis, *, handle_signals: bool = True,
@@ -146,7 +167,7 @@ def worker_for(settings: ServiceSettings, pool: ArqRedis, redis: Redis, *, handl
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["jobs"] = JobStore(redis, settings)
-        ctx["videos"] = VideoStore(settings.storage_dir, redis, int(settings.max_upload_mb * 2**20))
+        ctx["videos"] = VideoStore(settings.storage_dir, redis, int(settings.max_upload_mb * 2**20), ctx["jobs"])
         ctx["backend"] = backend or await asyncio.to_thread(make_backend, settings)
         if settings.calibration_artifact is not None:  # refuse to serve sets calibrated for another model
             settings.calibration_artifact.check_model(ctx["backend"].model_id)
@@ -155,9 +176,11 @@ def worker_for(settings: ServiceSettings, pool: ArqRedis, redis: Redis, *, handl
         if backend is None and "backend" in ctx:
             ctx["backend"].close()
 
+    sweeps = [cron(sweep_videos, second=_sweep_schedule(settings.video_sweep_s), run_at_startup=True, timeout=300)]
     return Worker(
         functions=[func(answer_job, name=JOB_FUNCTION, timeout=settings.job_deadline_s + 1,
                         max_tries=settings.job_max_tries + 1)],
+        cron_jobs=sweeps if settings.video_ttl_s else None,
         queue_name=settings.queue_name,
         redis_pool=pool,
         on_startup=startup,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from sportlens.service.schemas import Health
+from sportlens.service.schemas import Health, Problem
 
 router = APIRouter(tags=["health"])
 
@@ -44,7 +44,8 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(health.model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}},
+                                                            503: {"model": Problem}})
 def metrics(request: Request) -> Response:
     """Prometheus text format: requests, latencies, queue depth, jobs by state, frames decoded, model tokens."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -10,11 +10,13 @@ from starlette.concurrency import run_in_threadpool
 from sportlens.service.auth import Caller
 from sportlens.service.deps import Jobs, Videos
 from sportlens.service.jobs import JobStore
-from sportlens.service.schemas import JobOut, Problem
+from sportlens.service.schemas import V1_PROBLEMS, JobOut, Problem
+from sportlens.service.storage import frame_cache_key
 from sportlens.tools.video import Video, VideoError
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=V1_PROBLEMS)
 JobId = Path(pattern=r"^[0-9a-f]{32}$", description="the id POST /v1/questions returned")
+EVENT_ID = r"^[0-9]{1,19}-[0-9]{1,19}$"  # a Redis stream id: two numbers below 2**64
 
 
 async def _owned(jobs: JobStore, job_id: str, owner: str) -> JobOut:
@@ -34,9 +36,11 @@ async def get_job(owner: Caller, jobs: Jobs, job_id: str = JobId) -> JobOut:
                                                   "description": "one event per status change and agent step"},
                                             404: {"model": Problem}})
 async def job_events(owner: Caller, jobs: Jobs, job_id: str = JobId,
-                     last_event_id: str | None = Header(None, pattern=r"^\d+-\d+$")) -> StreamingResponse:
+                     last_event_id: str = Header(None, pattern=EVENT_ID)) -> StreamingResponse:
     """Server-sent events from the start (or after ``Last-Event-ID``): ``status`` events and one per agent step
-    (``initial_frames``, ``turn_started``, ``step``) as it happens. The stream ends with the final status."""
+    (``initial_frames``, ``turn_started``, ``step``) as it happens, each naming its try (``attempt``). A
+    ``running`` status with ``attempt`` > 1 is a retry starting over: drop the steps received so far. Read from
+    the start, the stream holds the latest try's steps only. The stream ends with the final status."""
     await _owned(jobs, job_id, owner)
 
     async def stream() -> AsyncIterator[str]:
@@ -68,10 +72,12 @@ async def job_frame(request: Request, owner: Caller, jobs: Jobs, videos: Videos,
     job = await _owned(jobs, job_id, owner)
     if not await jobs.frame_was_shown(job_id, index):
         raise HTTPException(404, f"frame {index} was not shown to the model in job {job_id}")
-    cache_key = f"sportlens:frame:{job.video_id}:{index}"
+    cache_key = frame_cache_key(job.video_id, index)
     redis = request.app.state.redis_bytes
     jpeg = await redis.get(cache_key)
     if jpeg is None:
+        if not videos.path(job.video_id).is_file():
+            raise HTTPException(404, f"the video of job {job_id} was deleted; its frames are gone with it")
         try:
             jpeg = await run_in_threadpool(_decode_jpeg, str(videos.path(job.video_id)), index)
         except VideoError as error:

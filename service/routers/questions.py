@@ -6,14 +6,15 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sportlens.agent.conformal import CalibrationError
 from sportlens.service.auth import Caller
 from sportlens.service.deps import Jobs, Videos
-from sportlens.service.schemas import TERMINAL, JobOut, Problem, QuestionRequest
+from sportlens.service.schemas import TERMINAL, V1_PROBLEMS, JobOut, Problem, QuestionRequest
 from sportlens.service.worker import JOB_FUNCTION
 
-router = APIRouter(prefix="/v1/questions", tags=["questions"])
+router = APIRouter(prefix="/v1/questions", tags=["questions"], responses=V1_PROBLEMS)
 
 
 @router.post("", status_code=202, response_model=JobOut,
              responses={200: {"model": JobOut, "description": "finished within ?wait="},
+                        400: {"model": Problem, "description": "the body cannot be read: JSON must be UTF-8"},
                         404: {"model": Problem}, 422: {"model": Problem}})
 async def ask(
     body: QuestionRequest,

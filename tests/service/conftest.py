@@ -27,6 +27,14 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of the test's own, for tests that restart it or whose keys must not meet other tests' keys."""
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def fake_model():
     server = FakeModelServer().start()

@@ -6,6 +6,8 @@ import os
 import pytest
 from service_support import KEY_A, KEY_B, KEY_C, leftover_files
 
+from sportlens.tools.testclips import write_index_clip
+
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
@@ -31,7 +33,8 @@ def test_missing_or_wrong_keys_are_401_on_every_v1_route(keyed_service, owned, h
     video_id, job = owned
     for method, path in [("POST", "/v1/videos"), ("GET", f"/v1/videos/{video_id}"), ("POST", "/v1/questions"),
                          ("GET", f"/v1/jobs/{job['id']}"), ("GET", f"/v1/jobs/{job['id']}/events"),
-                         ("DELETE", f"/v1/jobs/{job['id']}"), ("GET", f"/v1/jobs/{job['id']}/frames/1.jpg")]:
+                         ("DELETE", f"/v1/jobs/{job['id']}"), ("GET", f"/v1/jobs/{job['id']}/frames/1.jpg"),
+                         ("DELETE", f"/v1/videos/{video_id}")]:
         reply = keyed_service.request(method, path, headers=headers)
         assert reply.status_code == 401, (method, path, reply.text)
         assert words in reply.json()["detail"] and reply.headers["www-authenticate"] == "Bearer"
@@ -53,6 +56,20 @@ def test_a_key_sees_only_its_own_videos_and_jobs(keyed_service, owned, clip):
     assert mine.json()["id"] == video_id
     assert keyed_service.get(f"/v1/videos/{video_id}", headers=auth(KEY_B)).status_code == 200
     assert keyed_service.get(f"/v1/jobs/{job['id']}", headers=auth(KEY_B)).status_code == 404
+
+
+def test_deleting_a_video_removes_only_this_keys_claim(keyed_service, tmp_path):
+    clip = write_index_clip(tmp_path / "shared.mp4", frames=50, size=(160, 96))
+    uploaded = keyed_service.post("/v1/videos", headers=auth(KEY_A), files={"file": ("a.mp4", clip.read_bytes())})
+    video_id = uploaded.json()["id"]
+    assert keyed_service.delete(f"/v1/videos/{video_id}", headers=auth(KEY_B)).status_code == 404  # not B's
+    keyed_service.post("/v1/videos", headers=auth(KEY_B), files={"file": ("b.mp4", clip.read_bytes())})
+    assert keyed_service.delete(f"/v1/videos/{video_id}", headers=auth(KEY_A)).status_code == 204
+    assert keyed_service.get(f"/v1/videos/{video_id}", headers=auth(KEY_A)).status_code == 404
+    assert keyed_service.get(f"/v1/videos/{video_id}", headers=auth(KEY_B)).status_code == 200  # B keeps it
+    assert video_id in {p.name for p in leftover_files(keyed_service.data_dir)}
+    assert keyed_service.delete(f"/v1/videos/{video_id}", headers=auth(KEY_B)).status_code == 204
+    assert video_id not in {p.name for p in leftover_files(keyed_service.data_dir)}
 
 
 def test_oversized_uploads_are_413_and_leave_no_file(keyed_service):

@@ -1,13 +1,12 @@
 """What must survive: a worker killed mid-job, a Redis restart, a model backend that is down."""
 from __future__ import annotations
 
+import json
+import threading
 import time
 
 import httpx
-import pytest
 from service_support import service_env
-
-from sportlens.service.embedded_redis import EmbeddedRedis
 
 
 def upload(api_url: str, clip) -> str:
@@ -32,11 +31,14 @@ def wait_for(api_url: str, job_id: str, predicate, timeout_s: float) -> dict:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def own_redis(tmp_path):
-    server = EmbeddedRedis(tmp_path / "redis").start()
-    yield server
-    server.stop()
+def events(api_url: str, job_id: str) -> list[dict]:
+    """The job's server-sent events, read until the stream ends."""
+    found = []
+    with httpx.stream("GET", f"{api_url}/v1/jobs/{job_id}/events", timeout=60) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                found.append(json.loads(line[len("data: "):]))
+    return found
 
 
 def test_a_job_whose_worker_is_killed_completes_on_another(start, tmp_path, own_redis, fake_model, clip):
@@ -45,13 +47,29 @@ def test_a_job_whose_worker_is_killed_completes_on_another(start, tmp_path, own_
     api = start("serve", env)
     first = start("worker", env)
     job = ask(api.url, upload(api.url, clip), "Who fouls?")
-    running = wait_for(api.url, job["id"], lambda j: j["status"] == "running", 20)
+    live: list[dict] = []
+    follower = threading.Thread(target=lambda: live.extend(events(api.url, job["id"])))
+    follower.start()
+    running = wait_for(api.url, job["id"], lambda j: j["progress"]["turn"] >= 1, 20)
     assert running["status"] == "running" and running["attempts"] == 1
     first.stop(kill=True)  # SIGKILL: no chance to hand the job back
     start("worker", env)
     done = wait_for(api.url, job["id"], lambda j: j["status"] == "complete", 40)
     assert done["status"] == "complete", done
     assert done["attempts"] == 2 and done["result"]["trajectory"]["answer"] == "A"
+    follower.join(30)
+    # Read from the start, the stream tells the retry alone, each of its steps once.
+    replay = events(api.url, job["id"])
+    assert [(e["kind"], e.get("status")) for e in replay] == [
+        ("status", "queued"), ("status", "running"), ("initial_frames", None), ("turn_started", None),
+        ("step", None), ("turn_started", None), ("step", None), ("status", "complete")]
+    assert replay[1]["attempt"] == 2 and replay[1]["error"] == "try 1 ended with its worker"
+    assert all(e["attempt"] == 2 for e in replay[2:-1])
+    # A client that watched live saw the first try's steps, then the retry's `running` event (attempt 2: start
+    # over), then the retry's steps, each once.
+    retry = next(n for n, e in enumerate(live) if e.get("status") == "running" and e["attempt"] == 2)
+    assert {e["attempt"] for e in live[:retry] if e["kind"] != "status"} == {1}
+    assert live[retry:] == replay[1:]
 
 
 def test_queued_jobs_survive_a_redis_restart(start, tmp_path, own_redis, fake_model, clip):
@@ -85,6 +103,10 @@ def test_a_model_backend_that_is_down_fails_the_job_after_its_retries(start, tmp
             break
         time.sleep(0.05)
     assert job["status"] == "failed" and job["attempts"] == 2, job
+    replay = events(api.url, job["id"])
+    assert [e["kind"] for e in replay].count("initial_frames") == 1  # try 1's events went with its retry
+    retry = next(e for e in replay if e.get("status") == "running")
+    assert retry["attempt"] == 2 and "try 1 of 2" in retry["error"]
     assert "try 2 of 2" in job["error"] and "HTTP 503" in job["error"] and "down for maintenance" in job["error"]
     assert seen_retrying
     assert httpx.get(f"{api.url}/healthz").status_code == 200
