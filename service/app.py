@@ -24,11 +24,13 @@ log = logging.getLogger(__name__)
 PAGE = Path(__file__).parent / "static" / "index.html"
 
 
-def create_app(settings: ServiceSettings | None = None, *, backend: ModelBackend | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, *, backend: ModelBackend | None = None,
+               embedded_redis: EmbeddedRedis | None = None) -> FastAPI:
     """The API. Connections open in its lifespan; with no REDIS_URL it starts its own Redis and worker.
 
     ``backend`` replaces the model the settings name in the in-process worker (benchmarks use one that
-    answers at once, to measure what the service itself costs).
+    answers at once, to measure what the service itself costs). ``embedded_redis``: the private Redis, already
+    started by the caller (who stops it), for the embedded default; without it the lifespan starts one.
     """
     settings = settings or ServiceSettings()
 
@@ -36,7 +38,9 @@ def create_app(settings: ServiceSettings | None = None, *, backend: ModelBackend
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedded = None
         url = settings.redis_url
-        if url is None:
+        if url is None and embedded_redis is not None:
+            url = embedded_redis.url
+        elif url is None:
             embedded = EmbeddedRedis(settings.home / "redis").start()
             url = embedded.url
             log.info("embedded Redis on %s (data in %s)", url, embedded.data_dir)

@@ -1,6 +1,8 @@
 """The embedded default: `sportlens serve` alone runs Redis, a worker and the in-process demo model."""
 from __future__ import annotations
 
+from service_support import ServiceProcess, service_env
+
 from sportlens.agent.records import Result
 
 
@@ -31,3 +33,14 @@ def test_selective_answers_and_unreachable_alpha(embedded_service, clip):
     assert result.alpha == 0.3 and result.abstain == (result.set_size != 1)
     too_small = embedded_service.post("/v1/questions", json={**question, "alpha": 0.001})
     assert too_small.status_code == 422 and "too few for α = 0.001" in too_small.text
+
+
+def test_a_second_serve_on_the_same_home_stops_with_one_line(embedded_service, tmp_path):
+    env = service_env(embedded_service.home.parent, None, None)
+    second = ServiceProcess("serve", env, tmp_path / "second.log")
+    assert second.process.wait(60) == 1
+    second.stop()
+    lines = (tmp_path / "second.log").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sportlens: error: the embedded Redis folder"), lines
+    assert "is in use (pid " in lines[0] and "SPORTLENS_HOME" in lines[0]
+    assert embedded_service.get("/readyz").status_code == 200  # the first one is unharmed
