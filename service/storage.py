@@ -45,9 +45,9 @@ class VideoInUse(Exception):
         self.job_ids = job_ids
 
 
-def frame_cache_key(video_id: str, index: int | str) -> str:
-    """Where a decoded frame's JPEG is cached (for GET /v1/jobs/{id}/frames/{index}.jpg)."""
-    return f"{PREFIX}:frame:{video_id}:{index}"
+def frame_cache_key(video_id: str) -> str:
+    """The hash of a video's decoded frames as JPEG, by frame index (for GET /v1/jobs/{id}/frames/{index}.jpg)."""
+    return f"{PREFIX}:frames:{video_id}"
 
 
 def too_large(limit: int) -> str:
@@ -218,8 +218,7 @@ class VideoStore:
         """The file, its record, its owners and its cached frames; held under the video's lock."""
         self.path(video_id).unlink(missing_ok=True)
         key = _record_key(video_id)
-        frames = [cached async for cached in self.redis.scan_iter(match=frame_cache_key(video_id, "*"), count=1000)]
-        await self.redis.delete(key, f"{key}:owners", video_jobs_key(video_id), *frames)
+        await self.redis.delete(key, f"{key}:owners", video_jobs_key(video_id), frame_cache_key(video_id))
         await self.redis.zrem(VIDEOS_USED, video_id)
 
     def _lock(self, video_id: str):

@@ -72,9 +72,9 @@ async def job_frame(request: Request, owner: Caller, jobs: Jobs, videos: Videos,
     job = await _owned(jobs, job_id, owner)
     if not await jobs.frame_was_shown(job_id, index):
         raise HTTPException(404, f"frame {index} was not shown to the model in job {job_id}")
-    cache_key = frame_cache_key(job.video_id, index)
+    cache_key = frame_cache_key(job.video_id)
     redis = request.app.state.redis_bytes
-    jpeg = await redis.get(cache_key)
+    jpeg = await redis.hget(cache_key, index)
     if jpeg is None:
         if not videos.path(job.video_id).is_file():
             raise HTTPException(404, f"the video of job {job_id} was deleted; its frames are gone with it")
@@ -82,7 +82,10 @@ async def job_frame(request: Request, owner: Caller, jobs: Jobs, videos: Videos,
             jpeg = await run_in_threadpool(_decode_jpeg, str(videos.path(job.video_id)), index)
         except VideoError as error:
             raise HTTPException(404, f"frame {index} cannot be decoded: {error}") from None
-        await redis.set(cache_key, jpeg, ex=3600)
+        async with redis.pipeline(transaction=False) as pipe:  # kept an hour after the video's last decoded frame
+            pipe.hset(cache_key, index, jpeg)
+            pipe.expire(cache_key, 3600)
+            await pipe.execute()
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 

@@ -26,13 +26,18 @@ def own_clip(tmp_path, request):
     return write_index_clip(tmp_path / "own.mp4", frames=40 + len(request.node.name) % 20, size=(160, 96))
 
 
-def test_delete_removes_the_video_its_file_and_its_questions(service, own_clip):
+def test_delete_removes_the_video_its_file_and_its_frames(service, own_clip):
     video_id = upload(service, own_clip)
     assert video_id in stored(service.data_dir)
+    job = service.post("/v1/questions?wait=20", json={"video_id": video_id, "question": "Seen?"}).json()
+    frame = f"/v1/jobs/{job['id']}/frames/{job['result']['trajectory']['initial_frames'][0]['index']}.jpg"
+    assert service.get(frame).status_code == 200  # decoded, and now cached in Redis
     reply = service.delete(f"/v1/videos/{video_id}")
     assert reply.status_code == 204 and reply.content == b""
     assert video_id not in stored(service.data_dir)
     assert service.get(f"/v1/videos/{video_id}").status_code == 404
+    gone = service.get(frame)
+    assert gone.status_code == 404 and "deleted" in gone.json()["detail"]
     again = service.delete(f"/v1/videos/{video_id}")
     assert again.status_code == 404 and "no video" in again.json()["detail"]
     asked = service.post("/v1/questions", json={"video_id": video_id, "question": "x"})
