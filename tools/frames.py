@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -15,6 +15,7 @@ class Frame:
     index: int
     seconds: float
     image: np.ndarray
+    _jpegs: dict[int, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def label(self) -> str:
         """The text the agent protocol puts before the frame: ``frame {index} ({seconds:.1f}s):``."""
@@ -24,10 +25,16 @@ class Frame:
         return Image.fromarray(self.image)
 
     def jpeg(self, quality: int = 90) -> bytes:
-        """JPEG bytes, the form in which frames travel to an HTTP model server and to a browser."""
-        buffer = io.BytesIO()
-        self.to_pil().save(buffer, format="JPEG", quality=quality)
-        return buffer.getvalue()
+        """JPEG bytes, the form in which frames travel to an HTTP model server and to a browser.
+
+        Encoded once per quality and kept: a chat resends every earlier frame with each turn.
+        """
+        encoded = self._jpegs.get(quality)
+        if encoded is None:
+            buffer = io.BytesIO()
+            self.to_pil().save(buffer, format="JPEG", quality=quality)
+            encoded = self._jpegs[quality] = buffer.getvalue()
+        return encoded
 
 
 def uniform_indices(start: int, end: int, n: int) -> list[int]:

@@ -75,7 +75,7 @@ class OpenAIHTTPBackend:
     ) -> Generation:
         body: dict = {
             "model": self.model_id,
-            "messages": [self._to_openai(message) for message in messages],
+            "messages": self._to_openai_chat(messages),
             "max_tokens": max_tokens,
             "temperature": temperature,
             "logprobs": True,
@@ -110,7 +110,7 @@ class OpenAIHTTPBackend:
         """
         if not all(continuations):
             raise BackendError("cannot score an empty continuation")
-        chat = [self._to_openai(message) for message in messages]
+        chat = self._to_openai_chat(messages)
 
         async def score_all() -> list[float]:
             try:
@@ -135,6 +135,11 @@ class OpenAIHTTPBackend:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    def _to_openai_chat(self, messages: list[ChatMessage]) -> list[dict]:
+        """The chat in the OpenAI schema. Each frame keeps its JPEG (``Frame.jpeg``), so the frames of earlier
+        turns, sent again with every turn, are encoded once."""
+        return [self._to_openai(message) for message in messages]
 
     def _to_openai(self, message: ChatMessage) -> dict:
         content = []

@@ -106,6 +106,23 @@ def test_request_carries_frames_as_data_urls_logprobs_and_the_constraint(server)
     assert [(t.token, t.logprob) for t in generation.logprobs] == [("<think>", -0.1), ("x", -2.0)]
 
 
+def test_each_frame_is_encoded_once_however_many_turns_resend_it(server, monkeypatch):
+    encoded = []
+    to_pil = Frame.to_pil
+    monkeypatch.setattr(Frame, "to_pil", lambda frame: encoded.append(frame.index) or to_pil(frame))
+    image = np.full((36, 64, 3), 128, np.uint8)
+    messages = [ChatMessage("user", ["q", Frame(0, 0.0, image), Frame(1, 0.1, image)])]
+    backend = OpenAIHTTPBackend(server.url, "qwen")
+    backend.generate(messages, max_tokens=8)
+    messages += [ChatMessage("assistant", ["<think>a</think>"]), ChatMessage("user", [Frame(2, 0.2, image)])]
+    backend.generate(messages, max_tokens=8)
+    backend.close()
+    assert sorted(encoded) == [0, 1, 2]
+    urls = [[part["image_url"]["url"] for message in request["body"]["messages"] if isinstance(message["content"], list)
+             for part in message["content"] if part["type"] == "image_url"] for request in server.requests]
+    assert len(urls[0]) == 2 and urls[1][:2] == urls[0] and len(urls[1]) == 3
+
+
 def test_no_constraint_sends_no_structured_outputs(server):
     OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8)
     assert "structured_outputs" not in server.requests[0]["body"]
