@@ -29,19 +29,19 @@ def create_app(settings: ServiceSettings | None = None, *, backend: ModelBackend
     """The API. Connections open in its lifespan; with no REDIS_URL it starts its own Redis and worker.
 
     ``backend`` replaces the model the settings name in the in-process worker (benchmarks use one that
-    answers at once, to measure what the service itself costs). ``embedded_redis``: the private Redis, already
-    started by the caller (who stops it), for the embedded default; without it the lifespan starts one.
+    answers at once, to measure what the service itself costs). ``embedded_redis``: the embedded default's
+    private Redis, already started (`sportlens serve` starts it first, so that a failure is one line); without
+    it the lifespan starts one. Either way the lifespan stops it at shutdown.
     """
     settings = settings or ServiceSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        embedded = None
+        embedded = embedded_redis
         url = settings.redis_url
-        if url is None and embedded_redis is not None:
-            url = embedded_redis.url
-        elif url is None:
-            embedded = EmbeddedRedis(settings.home / "redis").start()
+        if url is None:
+            if embedded is None:
+                embedded = EmbeddedRedis(settings.home / "redis").start()
             url = embedded.url
             log.info("embedded Redis on %s (data in %s)", url, embedded.data_dir)
         pool, redis_text = await connect(url)

@@ -95,13 +95,11 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"sportlens: error: {error}", file=sys.stderr)
             return 1
     _logging()
-    if embedded is not None:
-        logging.getLogger(__name__).info("embedded Redis on %s (data in %s)", embedded.url, embedded.data_dir)
-    try:
+    try:  # the app's lifespan stops the embedded Redis; uvicorn re-raises SIGTERM after it, so no code runs later
         uvicorn.run(create_app(settings, embedded_redis=embedded), host=args.host, port=args.port, log_config=None,
                     timeout_graceful_shutdown=10)
     finally:
-        if embedded is not None:
+        if embedded is not None:  # when uvicorn stopped before the lifespan could (a port in use)
             embedded.stop()
     return 0
 

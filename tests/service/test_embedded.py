@@ -1,6 +1,9 @@
 """The embedded default: `sportlens serve` alone runs Redis, a worker and the in-process demo model."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 from service_support import ServiceProcess, service_env
 
 from sportlens.agent.records import Result
@@ -35,12 +38,17 @@ def test_selective_answers_and_unreachable_alpha(embedded_service, clip):
     assert too_small.status_code == 422 and "too few for α = 0.001" in too_small.text
 
 
-def test_a_second_serve_on_the_same_home_stops_with_one_line(embedded_service, tmp_path):
-    env = service_env(embedded_service.home.parent, None, None)
+def test_one_home_runs_one_embedded_serve_and_stopping_it_stops_its_redis(start, tmp_path):
+    env = service_env(tmp_path, None, None, in_process_worker="false")
+    first = start("serve", env)
     second = ServiceProcess("serve", env, tmp_path / "second.log")
     assert second.process.wait(60) == 1
     second.stop()
     lines = (tmp_path / "second.log").read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sportlens: error: the embedded Redis folder"), lines
     assert "is in use (pid " in lines[0] and "SPORTLENS_HOME" in lines[0]
-    assert embedded_service.get("/readyz").status_code == 200  # the first one is unharmed
+    assert httpx.get(f"{first.url}/healthz").status_code == 200  # the first one is unharmed
+    redis_pid = int((tmp_path / "home" / "redis" / "lock").read_text().rsplit(" ", 1)[1])
+    first.stop()  # SIGTERM: its Redis goes with it, and the home is free again
+    assert not Path(f"/proc/{redis_pid}").exists()
+    assert httpx.get(f"{start('serve', env).url}/healthz").status_code == 200
