@@ -4,6 +4,7 @@ A job's only argument is its id; the question lives in the job record (service.j
 thread (it is blocking: decoding, a model call); its events are published to Redis as they happen.
 Failures of the model backend are retried with exponential backoff up to ``job_max_tries``; a worker that
 dies mid-job leaves an arq in-progress key that expires, and another worker takes the job up again.
+With SPORTLENS_VIDEO_TTL_S set, workers also run the video retention sweep, as an arq cron job.
 """
 from __future__ import annotations
 
