@@ -5,7 +5,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 
 EXIT_BAD_INPUT = 2
@@ -41,17 +40,6 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
-def share_cores() -> None:
-    """Let torch's OpenMP threads sleep when they wait for work instead of spinning (libgomp's default).
-
-    The in-process model shares its cores with the event loop, Redis and the decoder threads; a spinning thread
-    stalls every parallel region whose partner thread is descheduled. With the demo model on 2 cores under load,
-    a question took 6.7–8.8 s (3–5.6 s of CPU) spinning and 0.4–0.7 s (0.35–0.45 s of CPU) with PASSIVE. It has
-    to be set before torch is imported; an operator's own OMP_WAIT_POLICY wins.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def _settings():
     """The settings, or None after one line on stderr saying which variable is wrong."""
     from pydantic import ValidationError
@@ -78,7 +66,6 @@ def _serve(args: argparse.Namespace) -> int:
 
         print(hash_key(args.hash_key))
         return 0
-    share_cores()
     import uvicorn
 
     from sportlens.service.app import create_app
@@ -105,7 +92,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    share_cores()
     from sportlens.service.worker import run_worker
 
     settings = _settings()

@@ -1,9 +1,14 @@
 """Fixtures shared across the test suite."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# As `sportlens` does for every command (sportlens.cli.share_cores): the suite runs torch in-process beside
+# redis-server, vLLM and Chromium on 2 cores, where spinning OpenMP threads slow a model call many-fold.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
-"""`sportlens serve` and `sportlens worker` share their cores: torch's OpenMP threads sleep instead of spinning."""
+"""Every `sportlens` command shares its cores: torch's OpenMP threads sleep instead of spinning."""
 from __future__ import annotations
 
 import os
 
-from sportlens.service.cli import share_cores
+from sportlens.cli import share_cores
 
 
 def test_openmp_threads_wait_passively_unless_the_operator_says_otherwise(monkeypatch):
