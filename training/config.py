@@ -35,6 +35,8 @@ class SFTStageConfig:
     learning_rate: float = _help("AdamW peak learning rate", 1e-5)
     epochs: float = _help("passes over the data (DeepSport: 1)", 1.0)
     max_steps: int = _help("stop after this many optimizer steps; -1: run the epochs", -1)
+    max_seconds: float | None = _help("stop after the first step that ends this long into training; null: no limit",
+                                      None)
     batch_size: int = _help("conversations per device per step", 1)
     gradient_accumulation_steps: int = _help("steps whose gradients are summed before an update", 1)
     warmup_ratio: float = _help("fraction of steps the learning rate warms up over", 0.0)
@@ -79,6 +81,8 @@ class GRPOStageConfig:
     beta: float = _help("KL coefficient against the starting model (0 loads no reference model)", 0.04)
     learning_rate: float = _help("AdamW peak learning rate", 1e-6)
     max_steps: int = _help("optimizer steps (DeepSport: 300)", 300)
+    max_seconds: float | None = _help("stop after the first step that ends this long into training; null: no limit",
+                                      None)
     max_turns: int = _help("assistant turns per rollout; the last must answer", 5)
     initial_frames: int = _help("uniform frames in the first user turn", 8)
     frames_per_call: int = _help("frames a choose_frames call returns", 8)
@@ -109,11 +113,86 @@ class GRPOStageConfig:
             raise ConfigError("beta must be ≥ 0")
         if self.temperature <= 0:
             raise ConfigError("temperature must be > 0: GRPO needs different rollouts of one question")
-        unknown = [t for t in self.answer_types if t not in ("choice", "yes_no", "box", "open")]
-        if unknown or not self.answer_types:
-            raise ConfigError(f"answer_types takes choice, yes_no, box and open, not {unknown or 'nothing'}")
-        if self.max_items is not None and self.max_items < 1:
-            raise ConfigError("max_items must be at least 1 or null")
+        _item_filter(self)
+
+
+@dataclass
+class SynthSettings:
+    """The SportSim clips and questions of a full run (`sportlens synth`'s options)."""
+
+    clips: int = _help("clips to draw; by clip index, 6 in 10 are train, 2 val and 2 test (indices 0 and 7)", 30)
+    seconds: float = _help("clip length in seconds", 24.0)
+    fps: int = _help("frames per second of the clips", 6)
+    size: str = _help('frame size "WIDTHxHEIGHT" (at least 320x180)', "320x180")
+    seed: int = _help("random seed of the clips and their questions", 0)
+    workers: int | None = _help("encoding processes; null: one per CPU", None)
+
+    def __post_init__(self) -> None:
+        _positive(self, "clips", "seconds", "fps")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError("workers must be at least 1 or null")
+        width, _, height = self.size.lower().partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            raise ConfigError(f'size must be "WIDTHxHEIGHT", not {self.size!r}')
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        width, _, height = self.size.lower().partition("x")
+        return int(width), int(height)
+
+
+@dataclass
+class DistillSettings:
+    """Which training questions the SportSim oracle answers for SFT (`sportlens distill`)."""
+
+    answer_types: list[str] = _help("answer types distilled (open answers need an LLM judge to be checked)",
+                                    default_factory=lambda: ["choice", "yes_no", "box"])
+    max_items: int | None = _help("distill at most this many questions of the train split; null: all", None)
+    max_turns: int = _help("the teacher's turn budget", 5)
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_turns")
+        _item_filter(self)
+
+
+@dataclass
+class EvalSettings:
+    """The evaluation of a full run: every model on the held-out questions, through the benchmark runner."""
+
+    split: str = _help("the split asked (the held-out test split)", "test")
+    answer_types: list[str] = _help("answer types asked (open answers need an LLM judge to be scored)",
+                                    default_factory=lambda: ["choice", "yes_no", "box"])
+    max_items: int | None = _help("ask at most this many questions, drawn in a fixed shuffled order; null: all", None)
+    max_turns: int = _help("the agent's turn budget", 5)
+    initial_frames: int = _help("uniform frames in the agent's first turn", 8)
+    frames_per_call: int = _help("frames a choose_frames call returns", 8)
+    max_tokens_per_turn: int = _help("generation budget of one turn", 128)
+    constrain: bool = _help("keep turns inside the protocol with the regex constraint (`sportlens bench`'s "
+                            "in-process default)", True)
+    uniform_frames: int = _help("frames of the no-tool baseline: one answering turn over this many uniform frames", 16)
+    no_tool_for: list[str] = _help("trained stages also asked without the tool (the first is the verdict's agent)",
+                                   default_factory=lambda: ["grpo-v1"])
+    chunk: int = _help("questions every row answers before any row goes on (a deadline cuts all rows alike)", 8)
+    max_seconds: float | None = _help("stop asking after this long and report the questions every row answered; "
+                                      "null: ask them all", None)
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_turns", "initial_frames", "frames_per_call", "max_tokens_per_turn", "uniform_frames",
+                  "chunk")
+        _item_filter(self)
+        stages = ("sft", "grpo-v1", "grpo-v2")
+        if not self.no_tool_for or any(s not in stages for s in self.no_tool_for):
+            raise ConfigError(f"no_tool_for takes one or more of {', '.join(stages)}, not {self.no_tool_for}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ConfigError("max_seconds must be > 0 or null")
+
+
+def _item_filter(config: Any) -> None:
+    unknown = [t for t in config.answer_types if t not in ("choice", "yes_no", "box", "open")]
+    if unknown or not config.answer_types:
+        raise ConfigError(f"answer_types takes choice, yes_no, box and open, not {unknown or 'nothing'}")
+    if config.max_items is not None and config.max_items < 1:
+        raise ConfigError("max_items must be at least 1 or null")
 
 
 def _positive(config: Any, *names: str) -> None:
@@ -123,6 +202,8 @@ def _positive(config: Any, *names: str) -> None:
 
 
 def _common(config: Any) -> None:
+    if config.max_seconds is not None and config.max_seconds <= 0:
+        raise ConfigError("max_seconds must be > 0 or null")
     if config.dtype not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f'dtype must be "auto", "float32" or "bfloat16", not {config.dtype!r}')
     if config.lora and config.lora_r < 1:
@@ -131,12 +212,17 @@ def _common(config: Any) -> None:
         raise ConfigError("lora_dropout must be in [0, 1)")
 
 
-C = TypeVar("C", SFTStageConfig, GRPOStageConfig)
+C = TypeVar("C")
 
 
 def load_config(path: str | Path, kind: type[C]) -> C:
     """Read a YAML (.yaml/.yml) or JSON file into ``kind``; relative paths in it are relative to the file."""
     path = Path(path)
+    return config_from_dict(read_mapping(path), kind, source=str(path), base=path.parent)
+
+
+def read_mapping(path: Path) -> dict:
+    """The mapping a YAML (.yaml/.yml) or JSON config file holds; anything else is a :class:`ConfigError`."""
     try:
         text = path.read_text()
     except OSError as error:
@@ -147,7 +233,7 @@ def load_config(path: str | Path, kind: type[C]) -> C:
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({error})") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config is a mapping of keys to values")
-    return config_from_dict(raw, kind, source=str(path), base=path.parent)
+    return raw
 
 
 def config_from_dict(raw: dict, kind: type[C], *, source: str = "config", base: Path | None = None) -> C:

@@ -37,7 +37,7 @@ from sportlens.training.config import GRPOStageConfig
 from sportlens.training.conversations import RecordingBackend, assistant_mask, encode
 from sportlens.training.distill import file_sha256
 from sportlens.training.rewards import answer_accuracy, reward_function
-from sportlens.training.sft import load_model, resolve_dtype
+from sportlens.training.sft import load_model, resolve_dtype, time_limit
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def train_grpo(config: GRPOStageConfig) -> dict:
             items={item.id: item for item in items}, video_path=dataset_file.video_path, agent_settings=settings,
             model_id=Path(config.model).resolve().name, probe_without_tool=config.reward == "v2", timer=timer,
             model=model, reward_funcs=[reward_function(config.reward)], args=args, train_dataset=rows,
-            processing_class=processor, callbacks=[timer],
+            processing_class=processor, callbacks=[timer, *time_limit(config.max_seconds)],
         )
         started = time.perf_counter()
         trainer.train()
@@ -248,6 +248,8 @@ def train_grpo(config: GRPOStageConfig) -> dict:
         "tokens_per_s": round(sum(timer.tokens) / seconds, 1),
         "rollout_s_per_step": round(sum(timer.rollout_s) / max(steps, 1), 2),
         "update_s_per_step": round((sum(timer.step_s) - sum(timer.rollout_s)) / max(steps, 1), 2),
+        "rollout_s_steps": [round(r, 2) for r in timer.rollout_s],
+        "update_s_steps": [round(s - r, 2) for s, r in zip(timer.step_s, timer.rollout_s)],
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "dtype": str(resolve_dtype(config.dtype)).removeprefix("torch."),
         "mean_reward_per_step": [round(float(e["reward"]), 4) for e in trainer.state.log_history if "reward" in e],

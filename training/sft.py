@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from sportlens.training.checkpoint import check_base_model, save_checkpoint
 from sportlens.training.config import SFTStageConfig
@@ -23,6 +24,27 @@ from sportlens.training.conversations import IGNORE_INDEX, encode_for_training
 from sportlens.training.distill import data_hash, load_conversations, load_images
 
 log = logging.getLogger(__name__)
+
+
+class TimeLimit(TrainerCallback):
+    """Ends training after the first optimizer step that finishes ``seconds`` or more after training began."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._started = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self._started >= self.seconds:
+            control.should_training_stop = True
+
+
+def time_limit(seconds: float | None) -> list[TrainerCallback]:
+    """The callbacks a stage's ``max_seconds`` asks for: a :class:`TimeLimit`, or none."""
+    return [TimeLimit(seconds)] if seconds is not None else []
+
 
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
@@ -114,7 +136,7 @@ def train_sft(config: SFTStageConfig) -> dict:
         dataloader_num_workers=config.loader_workers,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                         data_collator=ConversationCollator(processor))
+                         data_collator=ConversationCollator(processor), callbacks=time_limit(config.max_seconds))
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started

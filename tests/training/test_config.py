@@ -38,6 +38,7 @@ def test_json_grpo_config_with_its_defaults(tmp_path):
         ({"lora": "yes"}, "lora must be bool"),
         ({"dtype": "fp8"}, 'dtype must be "auto"'),
         ({"answer_types": ["essay"]}, "answer_types takes"),
+        ({"max_seconds": 0}, "max_seconds must be > 0 or null"),
     ],
 )
 def test_impossible_grpo_configs_are_refused_naming_the_file(tmp_path, extra, message):
@@ -71,3 +72,30 @@ def test_the_shipped_sportsim_configs_load():
     assert load_config(folder / "sportsim-sft.yaml", SFTStageConfig).epochs == 3
     assert load_config(folder / "sportsim-grpo-v1.yaml", GRPOStageConfig).reward == "v1"
     assert load_config(folder / "sportsim-grpo-v2.yaml", GRPOStageConfig).reward == "v2"
+
+
+def test_the_full_run_profiles_load_with_their_paths_inside_the_output(tmp_path):
+    from sportlens.training.full_run import CONFIGS, PROFILES, load_full_run
+
+    for profile in PROFILES:
+        config = load_full_run(CONFIGS / f"full-run-{profile}.yaml", tmp_path / "run")
+        assert (config.grpo_v1.reward, config.grpo_v2.reward) == ("v1", "v2")
+        assert config.grpo_v1.model == config.grpo_v2.model == config.sft.output_dir == str(tmp_path / "run" / "sft")
+        assert config.sft.model == str(tmp_path / "run" / "base") and config.eval.split == "test"
+
+
+def test_a_time_limit_stops_training_after_the_step_that_crosses_it():
+    from transformers import TrainerControl
+
+    from sportlens.training.sft import TimeLimit, time_limit
+
+    assert time_limit(None) == []
+    (limit,) = time_limit(1e-9)
+    control = TrainerControl()
+    limit.on_train_begin(None, None, control)
+    limit.on_step_end(None, None, control)
+    assert control.should_training_stop
+    control, patient = TrainerControl(), TimeLimit(3600)
+    patient.on_train_begin(None, None, control)
+    patient.on_step_end(None, None, control)
+    assert not control.should_training_stop

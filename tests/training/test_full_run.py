@@ -1,0 +1,115 @@
+"""The full run end to end on the cpu-smoke profile: every stage in order, timed, each checkpoint written, and an
+evidence table with every row and column whose numbers are those of the results files it was built from."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sportlens.benchmarks.runner import read_records
+from sportlens.benchmarks.sportsim import DIMENSIONS, EVENT_OF_TASK
+from sportlens.training.full_run import STAGES, main
+
+ROWS = ["grpo-v1-no-tool", "base", "sft", "grpo-v1", "grpo-v2"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[Path, Path]:
+    out, publish = tmp_path_factory.mktemp("full-run") / "run", tmp_path_factory.mktemp("published")
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--profile", "cpu-smoke", "--out", str(out), "--publish", str(publish)]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the profile asks for one thread; later tests get theirs back
+    return out, publish
+
+
+def test_every_stage_ran_in_order_timed_and_left_its_checkpoint(smoke_run):
+    out, _ = smoke_run
+    timings = json.loads((out / "timings.json").read_text())
+    assert list(timings) == list(STAGES) and all(stage["seconds"] > 0 for stage in timings.values())
+    for stage in ("sft", "grpo-v1", "grpo-v2"):
+        assert timings[stage]["samples_per_s"] > 0 and timings[stage]["tokens_per_s"] > 0
+    for stage in ("grpo-v1", "grpo-v2"):
+        steps = timings[stage]["steps"]
+        assert len(timings[stage]["rollout_s_steps"]) == len(timings[stage]["update_s_steps"]) == steps >= 1
+        assert timings[stage]["rollout_s_per_step"] > 0 and timings[stage]["update_s_per_step"] > 0
+    manifests = {stage: json.loads((out / stage / "manifest.json").read_text()) for stage in ("sft", "grpo-v1", "grpo-v2")}
+    assert [s["stage"] for s in manifests["sft"]["stages"][1:]] == ["sft"]
+    for reward in ("v1", "v2"):
+        assert [s["stage"] for s in manifests[f"grpo-{reward}"]["stages"][1:]] == ["sft", "grpo"]
+        assert manifests[f"grpo-{reward}"]["stages"][-1]["config"]["reward"] == reward
+        exported = json.loads((out / "export" / f"grpo-{reward}" / "manifest.json").read_text())
+        assert exported["eval_summary"]["row"]["label"] == f"SFT+GRPO ({reward})"
+    assert json.loads((out / "configs" / "grpo-v2.json").read_text())["model"] == str(out.resolve() / "sft")
+
+
+def test_the_table_has_every_row_and_column_and_is_published(smoke_run):
+    out, publish = smoke_run
+    table = json.loads((out / "evidence.json").read_text())
+    assert list(table["rows"]) == ROWS and table["questions"] >= 1
+    assert table["dimensions"] == list(DIMENSIONS.values())
+    assert table["event_types"] == ["foul", "score", "out", "turnover", "tactic"]
+    for row in table["rows"].values():
+        assert list(row["by_dimension"]) == table["dimensions"] and list(row["by_event_type"]) == table["event_types"]
+        for key in ("accuracy", "event_accuracy", "avg_frames_used", "tool_call_rate", "format_error_rate"):
+            assert row[key] is not None
+    text = (out / "evidence.md").read_text()
+    for header in [*table["dimensions"], *table["event_types"], "avg frames", "tool-call rate", "format-error rate"]:
+        assert header in text
+    assert all(row["label"] in text for row in table["rows"].values()) and "## Verdict" in text
+    assert "| grpo-v1 |" in text  # the timings appendix
+    assert (out / "evidence.png").read_bytes().startswith(b"\x89PNG")
+    for name in ("evidence.json", "evidence.md", "evidence.png", "timings.json"):
+        assert (publish / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_the_numbers_are_those_of_the_results_files(smoke_run):
+    out, _ = smoke_run
+    table = json.loads((out / "evidence.json").read_text())
+    answered = {}
+    for key in ROWS:
+        run = "uniform16" if key.endswith("no-tool") else "agent"
+        answered[key] = {r.item_id: r for r in read_records(out / "eval" / key / "results.jsonl")
+                         if r.run == run and r.result is not None}
+    common = set.intersection(*(set(a) for a in answered.values()))
+    assert table["questions"] == len(common)
+    for key, records in answered.items():
+        rows = [records[i] for i in sorted(common)]
+        row = table["rows"][key]
+        right = [r for r in rows if r.score.correct]
+        assert row["accuracy"]["accuracy"] == round(100 * len(right) / len(rows), 2)
+        events = [r for r in rows if r.event]
+        assert row["event_accuracy"]["scored"] == len(events) == table["event_questions"]
+        frames = [r.result.trajectory.frames_used for r in rows]
+        assert row["avg_frames_used"] == round(sum(frames) / len(frames), 2)
+        tools = sum(any(s.action == "choose_frames" for s in r.result.trajectory.steps) for r in rows)
+        assert row["tool_call_rate"] == round(tools / len(rows), 4)
+        errors = sum(r.result.trajectory.format_errors > 0 for r in rows)
+        assert row["format_error_rate"] == round(errors / len(rows), 4)
+        for kind, cell in row["by_event_type"].items():
+            assert cell["n"] == sum(EVENT_OF_TASK[r.task] == kind for r in rows)
+        if key.endswith("no-tool"):
+            assert all(r.result.trajectory.frames_used == 16 and len(r.result.trajectory.steps) == 1 for r in rows)
+    (verdict,) = table["verdicts"]
+    assert (verdict["agent"], verdict["untrained"], verdict["no_tool"]) == ("grpo-v1", "base", "grpo-v1-no-tool")
+    assert verdict["met"] == (verdict["beats_untrained"] and verdict["beats_no_tool"] and verdict["fewer_frames"])
+
+
+def test_a_bad_config_is_refused_before_anything_runs(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("synth: {clips: 3}\ngrpo: {reward: v1}\n")
+    assert main(["--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "grpo: the run sets reward itself" in capsys.readouterr().err
+    config.write_text("sft: {lerning_rate: 1}\n")
+    assert main(["--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "unknown key(s) lerning_rate" in capsys.readouterr().err
+    config.write_text("eval: {no_tool_for: [base]}\n")
+    assert main(["--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "no_tool_for takes" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    config.write_text("{}\n")
+    assert main(["--config", str(config), "--out", str(tmp_path / "full")]) == 2
+    assert "not empty" in capsys.readouterr().err
