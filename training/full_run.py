@@ -10,7 +10,7 @@ A profile is ``training/configs/full-run-<profile>.yaml``; ``--config`` takes an
 - ``cpu``: 60-s clips with small frames (320×180, 6 fps), ~150 distilled conversations, 8 GRPO steps per reward,
   40 test questions per row, one torch thread per process; 12 to 19 minutes on a shared 2-core CPU.
 - ``gpu``: sized for one H100 machine (16 cores): GRPO v1 and v2 train side by side and every row is evaluated in
-  its own process; stages stop on time limits so the Python ends in about 5½ minutes whatever the machine's speed.
+  its own process; stages stop on time limits so the Python ends in about 6 minutes whatever the machine's speed.
   ``benchmarks/gpu/run_full.sh`` runs it on the device machine.
 
 Stages, each announced by a progress line when it starts and when it ends (its seconds and throughput):

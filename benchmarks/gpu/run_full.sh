@@ -16,7 +16,8 @@
 #     typing-extensions==4.16.0 regex==2026.11.19 dill==0.4.1 multiprocess==0.70.19
 #
 # Then, with the device tool: run(command="bash benchmarks/gpu/run_full.sh", carry=[".whl"], timeout_s=480).
-# Expected: about 5 minutes of Python (stages stop on their time limits), 8 of device time with the machine's start.
+# Expected: about 6 minutes of Python (7½ at worst: each time limit is checked after a step or a chunk), ~30 s of
+# wheel install, so about 8 minutes of device time with the machine's start; then give_back.
 # Back under $OUT: evidence.json, evidence.md, evidence.png and timings.json (rewritten as the run goes, so a cut
 # run still returns a table), run.log, results.tar.gz (every row's results, stage configs, manifests, run.json) and
 # model-grpo-v1.tar.gz (the exported SFT+GRPO v1 checkpoint).

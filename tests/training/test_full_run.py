@@ -113,3 +113,24 @@ def test_a_bad_config_is_refused_before_anything_runs(tmp_path, capsys):
     config.write_text("{}\n")
     assert main(["--config", str(config), "--out", str(tmp_path / "full")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_rows_evaluated_in_processes_answer_every_question(smoke_run, tmp_path):
+    from dataclasses import replace
+
+    from sportlens.training.full_run import CONFIGS, _evaluate_in_processes, eval_rows, load_full_run
+
+    out, _ = smoke_run
+    again = tmp_path / "run"
+    again.mkdir()
+    for folder in ("sportsim", "base", "grpo-v1"):
+        (again / folder).symlink_to(out / folder)
+    config = replace(load_full_run(CONFIGS / "full-run-cpu-smoke.yaml", again), parallel=True)
+    rows = [row for row in eval_rows(config) if row.key in ("base", "grpo-v1-no-tool")]
+    ids = [r.item_id for r in read_records(out / "eval" / "base" / "results.jsonl")]
+    checkpoints = []
+    seconds = _evaluate_in_processes(config, rows, ids, {"qa": str(config.qa), "eval_root": str(again / "eval"),
+                                                         "threads": 1}, lambda: checkpoints.append(1))
+    assert set(seconds) == {"base", "grpo-v1-no-tool"} and all(s > 0 for s in seconds.values()) and checkpoints
+    for row in rows:
+        assert sorted(r.item_id for r in read_records(again / "eval" / row.key / "results.jsonl")) == sorted(ids)
