@@ -201,20 +201,10 @@ def _with_prediction_set(record, artifact):
 
 def _model_backend(args: argparse.Namespace):
     from sportlens.agent.backends.base import BackendError
+    from sportlens.models import open_backend
 
     try:
-        if args.backend_url:
-            from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
-
-            return OpenAIHTTPBackend(args.backend_url, args.model_name, api_key=args.api_key)
-        from sportlens.agent.backends.transformers_local import TransformersBackend
-        from sportlens.cli import default_model_dir
-
-        model_dir = args.model or default_model_dir()
-        if args.model is None and not (model_dir / "config.json").exists():
-            from sportlens.training.demo_model import build_demo_model
-
-            build_demo_model(model_dir)
-        return TransformersBackend(model_dir)
+        return open_backend(model_dir=args.model, backend_url=args.backend_url, model_name=args.model_name,
+                            api_key=args.api_key)
     except BackendError as error:
         raise _BadInput(str(error)) from error

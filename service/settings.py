@@ -9,12 +9,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sportlens.agent.conformal import CalibrationArtifact
-
-
-def _default_home() -> Path:
-    import os
-
-    return Path(os.environ.get("SPORTLENS_HOME", Path.home() / ".cache" / "sportlens"))
+from sportlens.models import default_model_dir, sportlens_home
 
 
 class ServiceSettings(BaseSettings):
@@ -28,7 +23,7 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SPORTLENS_", env_file=".env", extra="ignore")
 
-    home: Path = Field(default_factory=_default_home, description="models, the embedded Redis and, by default, data")
+    home: Path = Field(default_factory=sportlens_home, description="models, the embedded Redis and, by default, data")
     data_dir: Path | None = Field(None, description="uploaded videos (content-addressed); default home/service")
     redis_url: str | None = Field(
         None,
@@ -105,7 +100,7 @@ class ServiceSettings(BaseSettings):
 
     @property
     def resolved_model_dir(self) -> Path:
-        return self.model_dir or self.home / "models" / "demo"
+        return self.model_dir or default_model_dir(self.home)
 
     @property
     def model_key(self) -> str:

@@ -23,6 +23,7 @@ from sportlens.agent.backends.base import BackendError, ModelBackend
 from sportlens.agent.conformal import apply_calibration
 from sportlens.agent.loop import AgentEvent, answer_question
 from sportlens.agent.records import Result
+from sportlens.models import open_backend
 from sportlens.service.jobs import JobStore, agent_settings
 from sportlens.service.schemas import TERMINAL
 from sportlens.service.settings import ServiceSettings
@@ -40,21 +41,11 @@ class _Cancelled(Exception):
 
 def make_backend(settings: ServiceSettings) -> ModelBackend:
     """The model backend the settings name: an OpenAI-compatible server, or a checkpoint in-process."""
-    if settings.backend_url:
-        from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
-
-        if not settings.model_name:
-            raise BackendError("SPORTLENS_BACKEND_URL needs SPORTLENS_MODEL_NAME (the name the server serves)")
-        return OpenAIHTTPBackend(settings.backend_url, settings.model_name, api_key=settings.backend_api_key)
-    from sportlens.agent.backends.transformers_local import TransformersBackend
-
-    model_dir = settings.resolved_model_dir
-    if settings.model_dir is None and not (model_dir / "config.json").exists():
-        from sportlens.training.demo_model import build_demo_model
-
-        log.info("building the demo model at %s (random weights; once)", model_dir)
-        build_demo_model(model_dir)
-    return TransformersBackend(model_dir)
+    if settings.backend_url and not settings.model_name:
+        raise BackendError("SPORTLENS_BACKEND_URL needs SPORTLENS_MODEL_NAME (the name the server serves)")
+    return open_backend(model_dir=settings.model_dir, backend_url=settings.backend_url,
+                        model_name=settings.model_name, api_key=settings.backend_api_key, home=settings.home,
+                        status=log.info)
 
 
 async def answer_job(ctx: dict[str, Any], job_id: str) -> str:

@@ -6,21 +6,13 @@ import os
 import sys
 from pathlib import Path
 
+from sportlens.models import default_model_dir
+
 EXIT_BAD_INPUT = 2
 
 
 class UsageError(Exception):
     """Input the user can fix; printed as one line."""
-
-
-def default_home() -> Path:
-    """Where sportlens keeps models it builds: $SPORTLENS_HOME, else ~/.cache/sportlens."""
-    return Path(os.environ.get("SPORTLENS_HOME", Path.home() / ".cache" / "sportlens"))
-
-
-def default_model_dir() -> Path:
-    """The embedded default model: the offline-built demo checkpoint (random weights, random answers)."""
-    return default_home() / "models" / "demo"
 
 
 def share_cores() -> None:
@@ -171,23 +163,10 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _backend(args: argparse.Namespace, trace):
-    if args.backend_url:
-        from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
+    from sportlens.models import open_backend
 
-        return OpenAIHTTPBackend(args.backend_url, args.model_name, api_key=args.api_key)
-    from transformers.utils import logging as transformers_logging
-
-    from sportlens.agent.backends.transformers_local import TransformersBackend
-
-    transformers_logging.disable_progress_bar()  # the trace is the progress display
-    model_dir = args.model or default_model_dir()
-    if args.model is None and not (model_dir / "config.json").exists():
-        from sportlens.training.demo_model import build_demo_model
-
-        trace.status(f"building the demo model at {model_dir} (random weights; once)")
-        build_demo_model(model_dir)
-    trace.status(f"loading {model_dir}")
-    return TransformersBackend(model_dir)
+    return open_backend(model_dir=args.model, backend_url=args.backend_url, model_name=args.model_name,
+                        api_key=args.api_key, status=trace.status)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
