@@ -68,7 +68,7 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
 
 def save_checkpoint(model, processor, out: str | Path, *, parent: str | Path, stage: dict[str, Any]) -> Path:
     """Write ``model`` (a PeftModel is merged first) and ``processor`` to ``out`` with the parent's manifest + ``stage``."""
-    from sportlens.training.demo_model import _write_legacy_files
+    from sportlens.training.demo_model import write_legacy_files
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def save_checkpoint(model, processor, out: str | Path, *, parent: str | Path, st
         model = model.merge_and_unload()
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    _write_legacy_files(out, processor)
+    write_legacy_files(out, processor)
     manifest = read_manifest(parent)
     manifest.update(name=out.resolve().name, protocol_version=PROTOCOL_VERSION)
     manifest["stages"] = [*manifest.get("stages", []), stage]

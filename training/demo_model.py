@@ -226,7 +226,7 @@ def build_demo_model(out_dir: Path, seed: int = 0) -> Path:
         chat_template=tokenizer.chat_template,
     )
     processor.save_pretrained(out_dir)
-    _write_legacy_files(out_dir, processor)
+    write_legacy_files(out_dir, processor)
 
     manifest = {
         "name": out_dir.resolve().name,
@@ -240,7 +240,7 @@ def build_demo_model(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def _write_legacy_files(out_dir: Path, processor: Qwen2_5_VLProcessor) -> None:
+def write_legacy_files(out_dir: Path, processor: Qwen2_5_VLProcessor) -> None:
     """What readers older than transformers 5 (and the vLLM builds pinned to them) look for.
 
     They read the chat template only from tokenizer_config.json, expect ``additional_special_tokens`` (transformers 5

@@ -28,7 +28,7 @@ from transformers import GenerationConfig, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from sportlens.agent.backends.base import ChatMessage
-from sportlens.agent.backends.transformers_local import TransformersBackend, _stop_token_ids, to_chat
+from sportlens.agent.backends.transformers_local import TransformersBackend, stop_token_ids, to_chat
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import QAItem
 from sportlens.benchmarks.loaders import load_dataset
@@ -55,7 +55,7 @@ class PolicyBackend(TransformersBackend):
         self.model_id = model_id
         self._device = next(model.parameters()).device
         self._tokenizer = processor.tokenizer
-        self._stop_ids = _stop_token_ids(model.generation_config, self._tokenizer)
+        self._stop_ids = stop_token_ids(model.generation_config, self._tokenizer)
         pad_id = self._tokenizer.pad_token_id
         generating = model.get_base_model() if hasattr(model, "get_base_model") else model  # a LoRA-wrapped model
         generating.generation_config = GenerationConfig(

@@ -79,7 +79,7 @@ class TransformersBackend:
         self.model_id: str = name or model_dir.resolve().name
         self._device = torch.device(device)
         self._tokenizer = self._processor.tokenizer
-        self._stop_ids = _stop_token_ids(self._model.generation_config, self._tokenizer)
+        self._stop_ids = stop_token_ids(self._model.generation_config, self._tokenizer)
         # Sampling is exactly what each call asks for, never the checkpoint's defaults (top_k, repetition penalty).
         pad_id = self._tokenizer.pad_token_id
         self._model.generation_config = GenerationConfig(
@@ -208,7 +208,7 @@ def to_chat(messages: list[ChatMessage]) -> tuple[list[dict], list[Image.Image]]
     return chat, images
 
 
-def _stop_token_ids(generation_config: GenerationConfig, tokenizer) -> list[int]:
+def stop_token_ids(generation_config: GenerationConfig, tokenizer) -> list[int]:
     """The checkpoint's end-of-turn ids (``<|im_end|>`` first for Qwen), falling back to the tokenizer's eos."""
     eos = generation_config.eos_token_id
     ids = list(eos) if isinstance(eos, list) else [eos] if eos is not None else []
