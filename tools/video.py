@@ -568,8 +568,8 @@ class _PyAVReader:
         total = sum(costs)
         shares: list[list[int]] = [[] for _ in self._decoders]
         done = 0
-        for group, cost in zip(groups, costs):
-            shares[min(len(shares) - 1, done * len(shares) // total)].extend(group)
+        for group, cost in zip(groups, costs):  # a group goes to the decoder whose slice of the work holds its middle
+            shares[min(len(shares) - 1, (2 * done + cost) * len(shares) // (2 * total))].extend(group)
             done += cost
         return shares
 

@@ -109,6 +109,23 @@ def test_frames_are_exact_with_any_number_of_decoders(clip: Clip, name: str, thr
         assert_exact(video.choose_frames(40, 70, 8), uniform_indices(40, 70, 8))
 
 
+def test_two_decoders_share_a_request_over_two_gops_even_when_the_second_holds_more_work(
+    clip: Clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded_on: dict[str, list[int]] = {}
+    read = video_module._Decoder.read
+
+    def recording_read(decoder, indices, size, targets):
+        decoded_on.setdefault(threading.current_thread().name, []).extend(indices)
+        return read(decoder, indices, size, targets)
+
+    monkeypatch.setattr(video_module._Decoder, "read", recording_read)
+    asked = [5, 10, 17, 23]  # keyframes every 12 frames: decoding 17 and 23 takes more packets than 5 and 10
+    with Video(clip("h264_gop12.mp4"), reader="pyav", threads=2) as video:
+        assert_exact(video.frames_at(asked), asked)
+    assert sorted(decoded_on.values()) == [[5, 10], [17, 23]]
+
+
 def test_frames_are_labelled_with_their_index_and_presentation_time(clip: Clip) -> None:
     with Video(clip("h264.mkv")) as video:  # Matroska keeps times in milliseconds
         frames = video.frames_at([0, 1, 45, FRAMES - 1])
