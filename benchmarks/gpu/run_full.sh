@@ -15,10 +15,11 @@
 #     peft==0.21.2 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
 #     typing-extensions==4.16.0 regex==2026.11.19 dill==0.4.1 multiprocess==0.70.19
 #
-# Then, with the device tool: run(command="bash benchmarks/gpu/run_full.sh", carry=[".whl"], timeout_s=480).
+# Then, with the device tool: run(command="bash benchmarks/gpu/run_full.sh", carry=[".whl"], timeout_s=540).
 # Expected: about 6 minutes of Python (7½ at worst: each time limit is checked after a step or a chunk), ~30 s of
-# wheel install, so about 8 minutes of device time with the machine's start; then give_back.
-# Back under $OUT: evidence.json, evidence.md, evidence.png and timings.json (rewritten as the run goes, so a cut
+# wheel install and ~1 min for issue 3's CUDA backend check, so about 9 minutes of device time with the machine's
+# start; then give_back.
+# Back under $OUT: cuda_backend.json (issue 3), evidence.json, evidence.md, evidence.png and timings.json (rewritten as the run goes, so a cut
 # run still returns a table), run.log, results.tar.gz (every row's results, stage configs, manifests, run.json) and
 # model-grpo-v1.tar.gz (the exported SFT+GRPO v1 checkpoint).
 #
@@ -45,6 +46,8 @@ export PYTHONPATH=$source_root${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "transformers", transformers.__version__,
       "trl", trl.__version__, "datasets", datasets.__version__)' 2>&1 | tee "$OUT/run.log"
 [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+# Issue 3's check first (≈1 min): the transformers backend on CUDA in bf16 vs fp32 on the CPU → $OUT/cuda_backend.json.
+[ "$profile" = gpu ] && "$python" -m sportlens.benchmarks.gpu.check_cuda_backend --out "$OUT" 2>&1 | tee -a "$OUT/run.log"
 run=$(mktemp -d)/full-run
 "$python" -m sportlens.training.full_run --profile "$profile" --out "$run" --publish "$OUT" 2>&1 | tee -a "$OUT/run.log"
 status=${PIPESTATUS[0]}
