@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sportlens.agent.backends.base import ModelBackend
+if TYPE_CHECKING:  # `sportlens --help` and the service's settings stay free of numpy, PIL and pydantic models
+    from sportlens.agent.backends.base import ModelBackend
 
 
 def sportlens_home() -> Path:
