@@ -62,6 +62,12 @@ def min_points(alpha: float) -> int:
     return math.ceil(1 / alpha - 1e-9) - 1
 
 
+def smallest_reachable_alpha(scores: Sequence[float]) -> float:
+    """(n_∞+1)/(n+1): below this α, q̂ is infinite because n_∞ of the n scores are (no correct answer sampled)."""
+    infinite = sum(1 for score in scores if math.isinf(score))
+    return (infinite + 1) / (len(scores) + 1)
+
+
 def softmax(logprobs: dict[str, float]) -> dict[str, float]:
     top = max(logprobs.values())
     weights = {key: math.exp(value - top) for key, value in logprobs.items()}
@@ -248,7 +254,7 @@ def _with_quantiles(
     pooled_scores = [score for values in scores.values() for score in values]
     n = len(pooled_scores)
     infinite = sum(1 for score in pooled_scores if math.isinf(score))
-    reachable = (infinite + 1) / (n + 1)
+    reachable = smallest_reachable_alpha(pooled_scores)
     pooled = conformal_quantile(pooled_scores, alpha)
     if math.isinf(pooled):
         needed = f"at least {min_points(alpha)} points" if n < min_points(alpha) else f"α ≥ {reachable:.3f}"

@@ -69,12 +69,6 @@ def _quantiles(calibration: Sequence[Result], method: str, alpha: float):
     return quantile_of
 
 
-def smallest_reachable_alpha(calibration: Sequence[Result]) -> float:
-    """(n_∞+1)/(n+1): below this α the sample-based q̂ is infinite (n_∞ questions sampled no correct answer)."""
-    infinite = sum(1 for result in calibration if math.isinf(conformal.calibration_score(result, "sample")))
-    return (infinite + 1) / (len(calibration) + 1)
-
-
 def evaluate(results: Sequence[Result], *, alphas: Sequence[float] = ALPHAS, splits: int = 100, seed: int = 0) -> list[dict]:
     """One row per (method, α): mean coverage, mean set size, and in how many splits the method could run."""
     closed = [r for r in results if r.label is not None and r.trajectory.option_logprobs]
@@ -91,7 +85,8 @@ def evaluate(results: Sequence[Result], *, alphas: Sequence[float] = ALPHAS, spl
                 shuffled = rng.sample(pool, len(pool))
                 calibration, test = shuffled[: len(pool) // 2], shuffled[len(pool) // 2 :]
                 if "sample" in methods:
-                    reachable.append(smallest_reachable_alpha(calibration))
+                    reachable.append(conformal.smallest_reachable_alpha(
+                        [conformal.calibration_score(result, "sample") for result in calibration]))
                 for method in methods:
                     quantile_of = _quantiles(calibration, method, alpha)
                     if quantile_of is None:

@@ -1,14 +1,15 @@
 """Fixtures shared across the test suite."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-# As `sportlens` does for every command (sportlens.cli.share_cores): the suite runs torch in-process beside
-# redis-server, vLLM and Chromium on 2 cores, where spinning OpenMP threads slow a model call many-fold.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from sportlens.cli import share_cores
+
+# As `sportlens` does for every command: the suite runs torch in-process beside redis-server, vLLM and Chromium
+# on 2 cores, where spinning OpenMP threads slow a model call many-fold.
+share_cores()
 
 
 @pytest.fixture(scope="session")
