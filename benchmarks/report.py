@@ -143,14 +143,8 @@ def plot(report: dict, out: Path) -> list[Path]:
             axes.scatter([frames], [accuracy], s=60)
             axes.annotate(name, (frames, accuracy), textcoords="offset points", xytext=(6, 4))
     axes.set_xlabel("average frames used")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_ylim(0, 105)
-    axes.set_title("Accuracy against frames used")
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    paths.append(out / "accuracy_vs_frames.png")
-    figure.savefig(paths[-1], dpi=100)
-    plt.close(figure)
+    paths.append(_save_accuracy_plot(figure, axes, "Accuracy against frames used", out / "accuracy_vs_frames.png"))
 
     tasks = sorted({task for name in runs for task in report["runs"][name]["by_task"]})
     figure, axes = plt.subplots(figsize=(max(6, 0.9 * len(tasks) + 2), 4))
@@ -159,15 +153,22 @@ def plot(report: dict, out: Path) -> list[Path]:
         values = [(report["runs"][name]["by_task"].get(task) or {}).get("accuracy") for task in tasks]
         axes.bar(np.arange(len(tasks)) + position * width, [v or 0 for v in values], width, label=name)
     axes.set_xticks(np.arange(len(tasks)) + width * (len(runs) - 1) / 2, tasks, rotation=35, ha="right")
+    axes.legend(fontsize=8)
+    paths.append(_save_accuracy_plot(figure, axes, "Accuracy per task", out / "accuracy_by_task.png"))
+    return paths
+
+
+def _save_accuracy_plot(figure, axes, title: str, path: Path) -> Path:
+    """The accuracy axis (0–105 %), the title, and the PNG written; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(0, 105)
-    axes.set_title("Accuracy per task")
-    axes.legend(fontsize=8)
+    axes.set_title(title)
     figure.tight_layout()
-    paths.append(out / "accuracy_by_task.png")
-    figure.savefig(paths[-1], dpi=100)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
-    return paths
+    return path
 
 
 def write_report(records: list[BenchRecord], out: Path, *, runs: list[str] | None = None, config: dict | None = None) -> dict:
