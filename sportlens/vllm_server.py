@@ -13,10 +13,8 @@ import argparse
 import fcntl
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -271,16 +269,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-def free_port() -> int:
-    """A free loopback port below Linux's ephemeral range (32768 and up), so no outgoing connection takes it first."""
-    for port in random.sample(range(20000, 32000), 100):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError("no free port between 20000 and 32000")
 
 
 def _manifest_name(model_dir: Path) -> str:

@@ -29,6 +29,7 @@ from sportlens import vllm_server
 from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import Trajectory
+from sportlens.ports import free_port
 from sportlens.tools.testclips import write_index_clip
 from sportlens.tools.video import Video
 
@@ -148,7 +149,7 @@ def main() -> None:
         clips = [write_index_clip(scratch / f"clip{i}.mp4", frames=240 + 7 * i, size=(640, 360), gop=60)
                  for i in range(2 * n + 1)]
         warm_up, one_at_a_time, all_in_flight = clips[0], clips[1:n + 1], clips[n + 1:]
-        port = vllm_server.free_port()
+        port = free_port()
         load_before = os.getloadavg()[0]
         results = {}
         for caching in (True, False):

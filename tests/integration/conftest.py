@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sportlens import vllm_server
+from sportlens.ports import free_port
 
 MAX_MODEL_LEN = 12288  # 8 initial frames + 8 per call over 3 turns fit (≈300 tokens a frame); 45 frames do not
 
@@ -50,7 +51,7 @@ class LiveServer:
 
 @pytest.fixture
 def unused_port() -> int:
-    return vllm_server.free_port()
+    return free_port()
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +69,7 @@ def vllm(demo_model_dir: Path, pytestconfig: pytest.Config) -> LiveServer:
             pytest.fail(f"{reason} (CI must run the vLLM tests)")
         say(f"[vllm] SKIPPING the vLLM tests: {reason}")
         pytest.skip(reason)
-    live = LiveServer(demo_model_dir, vllm_server.free_port())
+    live = LiveServer(demo_model_dir, free_port())
     seconds = live.start()
     say(f"[vllm] environment ready after {time.monotonic() - started - seconds:.0f} s; "
         f"server on {live.url} answered after {seconds:.0f} s")
