@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import hashlib
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -30,6 +31,14 @@ class OpenAIHTTPBackend:
             ``backoff_s``; a 4xx answer is the request's fault and is never retried.
         max_in_flight: requests this instance has at the server at once; more calls wait for a slot.
         jpeg_quality: frames travel as JPEG; 90 keeps the labels on a scoreboard readable.
+        reuse_frames: send a frame's pixels once. Every frame goes with a ``uuid`` naming its JPEG bytes, and a
+            frame this instance already sent goes as that ``uuid`` alone: vLLM takes it from its multimodal
+            processor cache instead of decoding and hashing the resent JPEG. A chat resends all earlier frames
+            with every turn (and with every scored candidate), so this halves what a 3-turn question sends.
+            When the server answers that it no longer holds a frame (evicted, restarted), or refuses such a
+            request for any other reason, the request goes again with every frame in full; after
+            ``_MISSES_BEFORE_GIVING_UP`` such answers in a row, or a refusal that was not a cache miss, this
+            instance sends every frame in full from then on (a server without the cache, or not vLLM).
 
     Special tokens are kept in the text (``skip_special_tokens: false``) because Qwen tokenizers make
     ``<tool_call>`` a special token and the protocol parser needs it. Calls may come from many threads. The
@@ -48,6 +57,7 @@ class OpenAIHTTPBackend:
         backoff_s: float = 0.5,
         max_in_flight: int = 8,
         jpeg_quality: int = 90,
+        reuse_frames: bool = True,
     ) -> None:
         root = base_url.rstrip("/")
         self.base_url = root[: -len("/v1")] if root.endswith("/v1") else root
@@ -56,6 +66,10 @@ class OpenAIHTTPBackend:
         self.retries = retries
         self.backoff_s = backoff_s
         self.jpeg_quality = jpeg_quality
+        self.reuse_frames = reuse_frames
+        self._frames_at_server: dict[str, None] = {}  # uuids sent in full, oldest first; bounded
+        self._misses_in_a_row = 0
+        self._frames_lock = threading.Lock()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=None, headers=headers)  # deadline: _call
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -75,7 +89,6 @@ class OpenAIHTTPBackend:
     ) -> Generation:
         body: dict = {
             "model": self.model_id,
-            "messages": self._to_openai_chat(messages),
             "max_tokens": max_tokens,
             "temperature": temperature,
             "logprobs": True,
@@ -84,7 +97,7 @@ class OpenAIHTTPBackend:
         }
         if constraint is not None:
             body["structured_outputs"] = {"regex": constraint}
-        reply = self._run(lambda: self._post("/v1/chat/completions", body))
+        reply = self._with_frames(messages, lambda chat: self._post("/v1/chat/completions", {**body, "messages": chat}))
         try:
             choice = reply["choices"][0]
             text = choice["message"]["content"] or ""
@@ -110,9 +123,8 @@ class OpenAIHTTPBackend:
         """
         if not all(continuations):
             raise BackendError("cannot score an empty continuation")
-        chat = self._to_openai_chat(messages)
 
-        async def score_all() -> list[float]:
+        async def score_all(chat: list[dict]) -> list[float]:
             try:
                 async with asyncio.TaskGroup() as group:  # a failure cancels the other candidates' requests
                     tasks = [group.create_task(self._score(chat, text)) for text in continuations]
@@ -120,7 +132,7 @@ class OpenAIHTTPBackend:
                 raise failures.exceptions[0] from None
             return [task.result() for task in tasks]
 
-        return self._run(score_all)
+        return self._with_frames(messages, score_all)
 
     def cancel(self) -> None:
         """End every call of this instance begun so far (each raises BackendError); later calls run as usual."""
@@ -136,17 +148,56 @@ class OpenAIHTTPBackend:
         self._thread.join()
         self._loop.close()
 
-    def _to_openai_chat(self, messages: list[ChatMessage]) -> list[dict]:
-        """The chat in the OpenAI schema. Each frame keeps its JPEG (``Frame.jpeg``), so the frames of earlier
-        turns, sent again with every turn, are encoded once."""
-        return [self._to_openai(message) for message in messages]
+    def _with_frames(self, messages: list[ChatMessage], post: Callable[[list[dict]], Awaitable[T]]) -> T:
+        """Runs ``post`` with the chat, frames the server holds left out; once more in full if it misses one."""
+        with self._frames_lock:
+            held = set(self._frames_at_server) if self.reuse_frames else set()
+        chat, sent = self._to_openai_chat(messages, held)
+        try:
+            result = self._run(lambda: post(chat))
+        except BackendError as refusal:
+            if not (left_out := sent & held) or not isinstance(refusal, _Refused) or refusal.status != 400:
+                raise
+            full, _ = self._to_openai_chat(messages, set())
+            result = self._run(lambda: post(full))  # raises as the server's own refusal if that was the cause
+            with self._frames_lock:
+                self._misses_in_a_row += 1
+                for uuid in left_out:
+                    self._frames_at_server.pop(uuid, None)
+                if self._misses_in_a_row >= _MISSES_BEFORE_GIVING_UP or "cache miss" not in str(refusal).lower():
+                    self.reuse_frames = False
+        else:
+            with self._frames_lock:
+                if sent & held:
+                    self._misses_in_a_row = 0
+        if self.reuse_frames:
+            with self._frames_lock:
+                for uuid in sent:
+                    self._frames_at_server[uuid] = None
+                while len(self._frames_at_server) > _FRAMES_REMEMBERED:
+                    del self._frames_at_server[next(iter(self._frames_at_server))]
+        return result
 
-    def _to_openai(self, message: ChatMessage) -> dict:
+    def _to_openai_chat(self, messages: list[ChatMessage], held: set[str]) -> tuple[list[dict], set[str]]:
+        """The chat in the OpenAI schema, and the uuids of its frames; frames in ``held`` go as their uuid alone.
+
+        Each frame keeps its JPEG (``Frame.jpeg``), so the frames of earlier turns are encoded once."""
+        uuids: set[str] = set()
+        chat = [self._to_openai(message, held, uuids) for message in messages]
+        return chat, uuids
+
+    def _to_openai(self, message: ChatMessage, held: set[str], uuids: set[str]) -> dict:
         content = []
         for part in message.parts:
             if isinstance(part, Frame):
-                data = base64.b64encode(part.jpeg(self.jpeg_quality)).decode("ascii")
-                content.append({"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{data}"}})
+                jpeg = part.jpeg(self.jpeg_quality)
+                if not self.reuse_frames:
+                    content.append({"type": "image_url", "image_url": _data_url(jpeg)})
+                    continue
+                uuid = "jpeg-" + hashlib.blake2b(jpeg, digest_size=16).hexdigest()
+                uuids.add(uuid)
+                image = None if uuid in held else _data_url(jpeg)
+                content.append({"type": "image_url", "image_url": image, "uuid": uuid})
             else:
                 content.append({"type": "text", "text": part})
         if message.role != "user":  # system and assistant turns are text alone in the OpenAI schema
@@ -219,7 +270,7 @@ class OpenAIHTTPBackend:
             await asyncio.sleep(self.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def _refusal(self, response: httpx.Response) -> BackendError:
+    async def _refusal(self, response: httpx.Response) -> _Refused:
         """The server's own words, with the cause named for the refusals a user can fix."""
         message = _error_text(response)
         if response.status_code == 404 and "model" in message.lower():
@@ -229,14 +280,31 @@ class OpenAIHTTPBackend:
                 served = "; it serves " + ", ".join(repr(model["id"]) for model in models)
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 served = ""
-            return BackendError(f"the model server at {self.base_url} serves no model named {self.model_id!r} "
-                                f"(HTTP 404: {message}{served})")
+            return _Refused(f"the model server at {self.base_url} serves no model named {self.model_id!r} "
+                            f"(HTTP 404: {message}{served})", 404)
         if response.status_code == 400 and "context length" in message.lower():
-            return BackendError(f"the request does not fit the model's context: {message} (show fewer frames, "
-                                f"or serve the model with a larger --max-model-len)")
-        return BackendError(
-            f"model server at {self.base_url} refused the request (HTTP {response.status_code}): {message}"
+            return _Refused(f"the request does not fit the model's context: {message} (show fewer frames, "
+                            f"or serve the model with a larger --max-model-len)", 400)
+        return _Refused(
+            f"model server at {self.base_url} refused the request (HTTP {response.status_code}): {message}",
+            response.status_code,
         )
+
+
+_FRAMES_REMEMBERED = 65536  # uuids this instance believes the server holds (≈6 MB); older ones go in full again
+_MISSES_BEFORE_GIVING_UP = 3
+
+
+def _data_url(jpeg: bytes) -> dict:
+    return {"url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")}
+
+
+class _Refused(BackendError):
+    """The server answered the request with an HTTP error status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -106,21 +106,88 @@ def test_request_carries_frames_as_data_urls_logprobs_and_the_constraint(server)
     assert [(t.token, t.logprob) for t in generation.logprobs] == [("<think>", -0.1), ("x", -2.0)]
 
 
-def test_each_frame_is_encoded_once_however_many_turns_resend_it(server, monkeypatch):
+def _images(request: dict) -> list[dict]:
+    return [part for message in request["body"]["messages"] if isinstance(message["content"], list)
+            for part in message["content"] if part["type"] == "image_url"]
+
+
+def _two_turns() -> tuple[list[ChatMessage], list[ChatMessage]]:
+    image = np.full((36, 64, 3), 128, np.uint8)
+    first = [ChatMessage("user", ["q", Frame(0, 0.0, image), Frame(1, 0.1, image + 1)])]
+    return first, first + [ChatMessage("assistant", ["<think>a</think>"]), ChatMessage("user", [Frame(2, 0.2, image + 2)])]
+
+
+CACHE_MISS = (400, {"error": {"message": "Cache miss for image at index 0 but data is not provided."}})
+
+
+def test_each_frame_is_encoded_once_and_sent_in_full_once_then_named_by_its_uuid(server, monkeypatch):
     encoded = []
     to_pil = Frame.to_pil
     monkeypatch.setattr(Frame, "to_pil", lambda frame: encoded.append(frame.index) or to_pil(frame))
-    image = np.full((36, 64, 3), 128, np.uint8)
-    messages = [ChatMessage("user", ["q", Frame(0, 0.0, image), Frame(1, 0.1, image)])]
+    first, second = _two_turns()
     backend = OpenAIHTTPBackend(server.url, "qwen")
-    backend.generate(messages, max_tokens=8)
-    messages += [ChatMessage("assistant", ["<think>a</think>"]), ChatMessage("user", [Frame(2, 0.2, image)])]
-    backend.generate(messages, max_tokens=8)
+    backend.generate(first, max_tokens=8)
+    backend.generate(second, max_tokens=8)
     backend.close()
     assert sorted(encoded) == [0, 1, 2]
-    urls = [[part["image_url"]["url"] for message in request["body"]["messages"] if isinstance(message["content"], list)
-             for part in message["content"] if part["type"] == "image_url"] for request in server.requests]
-    assert len(urls[0]) == 2 and urls[1][:2] == urls[0] and len(urls[1]) == 3
+    sent, resent = (_images(request) for request in server.requests)
+    assert all(part["image_url"]["url"].startswith("data:image/jpeg;base64,") for part in sent)
+    assert len({part["uuid"] for part in sent}) == 2  # distinct pixels, distinct uuids
+    assert [part["uuid"] for part in resent[:2]] == [part["uuid"] for part in sent]
+    assert [part["image_url"] for part in resent[:2]] == [None, None]  # the server holds them
+    assert resent[2]["image_url"]["url"].startswith("data:image/jpeg;base64,") and resent[2]["uuid"] not in (
+        sent[0]["uuid"], sent[1]["uuid"])
+
+
+def test_a_frame_the_server_no_longer_holds_goes_again_in_full(server):
+    first, second = _two_turns()
+    backend = OpenAIHTTPBackend(server.url, "qwen", retries=0)
+    backend.generate(first, max_tokens=8)
+    server.replies = [CACHE_MISS]
+    assert backend.generate(second, max_tokens=8).tokens_out == 2
+    missed, full = (_images(request) for request in server.requests[1:])
+    assert [part["image_url"] for part in missed[:2]] == [None, None]
+    assert all(part["image_url"]["url"].startswith("data:") for part in full) and len(full) == 3
+    backend.generate(second, max_tokens=8)  # a miss now and then: frames are still left out afterwards
+    assert [part["image_url"] for part in _images(server.requests[3])] == [None, None, None]
+
+
+def test_a_server_that_keeps_missing_or_refuses_left_out_frames_gets_every_frame_in_full(server):
+    first, second = _two_turns()
+    backend = OpenAIHTTPBackend(server.url, "qwen", retries=0)
+    backend.generate(first, max_tokens=8)
+    for _ in range(3):  # a server whose cache holds nothing
+        server.replies = [CACHE_MISS]
+        backend.generate(second, max_tokens=8)
+    backend.generate(second, max_tokens=8)
+    assert len(server.requests) == 8 and all("data:" in part["image_url"]["url"] for part in _images(server.requests[7]))
+
+    other = OpenAIHTTPBackend(server.url, "qwen", retries=0)
+    other.generate(first, max_tokens=8)
+    server.replies = [(400, {"error": {"message": "image_url: none is not an allowed value"}})]  # not vLLM
+    other.generate(second, max_tokens=8)
+    other.generate(second, max_tokens=8)
+    assert all("uuid" not in part and part["image_url"]["url"] for part in _images(server.requests[-1]))
+
+
+def test_a_refusal_of_the_whole_request_stays_the_servers_own_words(server):
+    first, second = _two_turns()
+    backend = OpenAIHTTPBackend(server.url, "qwen", retries=0)
+    backend.generate(first, max_tokens=8)
+    too_long = (400, {"error": {"message": "This model's maximum context length is 4096 tokens."}})
+    server.replies = [too_long, too_long]
+    with pytest.raises(BackendError, match="does not fit the model's context: This model's maximum"):
+        backend.generate(second, max_tokens=8)
+    assert len(server.requests) == 3 and backend.reuse_frames  # sent once more in full, then given up
+
+
+def test_frames_go_without_uuids_when_reuse_is_off(server):
+    first, second = _two_turns()
+    backend = OpenAIHTTPBackend(server.url, "qwen", reuse_frames=False)
+    backend.generate(first, max_tokens=8)
+    backend.generate(second, max_tokens=8)
+    assert all(set(part) == {"type", "image_url"} and part["image_url"]["url"].startswith("data:")
+               for request in server.requests for part in _images(request))
 
 
 def test_no_constraint_sends_no_structured_outputs(server):

@@ -151,6 +151,7 @@ def test_candidate_scores_are_teacher_forced_and_match_the_checkpoint_in_process
                   '<think>look closer</think>\n<tool_call>{"name": "choose_frames"}</tool_call>']
 
     served = backend.score_continuations(messages, candidates)
+    rescored = backend.score_continuations(messages, candidates)  # its frames now go as their uuids alone
     local = TransformersBackend(demo_model_dir)
     try:
         in_process = local.score_continuations(messages, candidates)
@@ -160,6 +161,7 @@ def test_candidate_scores_are_teacher_forced_and_match_the_checkpoint_in_process
     assert all(math.isfinite(score) and score < 0 for score in served) and len(set(served)) == 3
     assert sorted(range(3), key=served.__getitem__) == sorted(range(3), key=in_process.__getitem__)
     assert served == pytest.approx(in_process, abs=0.05)
+    assert rescored == pytest.approx(served, abs=1e-4)
 
 
 def test_bad_requests_raise_errors_that_name_the_cause(vllm, backend, clip):
@@ -197,6 +199,7 @@ def test_a_deadline_or_a_cancel_ends_the_request_on_the_server(vllm, clip):
 
 def test_a_server_killed_mid_request_is_a_clear_error_and_a_retry_after_restart_succeeds(vllm, backend, clip):
     messages = _question(clip, 2)
+    backend.generate(messages, max_tokens=4)  # the server now holds these frames; after a restart it will not
     worker, outcome = _start_long_turn(backend, messages, vllm)
     vllm.kill()
     worker.join(timeout=30)
@@ -204,7 +207,8 @@ def test_a_server_killed_mid_request_is_a_clear_error_and_a_retry_after_restart_
     assert f"cannot reach the model server at {vllm.url}" in str(outcome[0])
 
     vllm.start()
-    assert backend.generate(messages, max_tokens=8).tokens_out > 0
+    assert backend.generate(messages, max_tokens=8).tokens_out > 0  # its cache miss answered by sending in full
+    assert backend.reuse_frames
 
 
 def test_a_server_that_cannot_start_reports_why_from_its_log(vllm, tmp_path, unused_port):
