@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -401,6 +402,47 @@ def test_opening_that_hangs_raises_decode_timeout(
     with pytest.raises(DecodeTimeout, match="opening"):
         Video(clip("h264_gop12.mp4"), deadline_s=0.3)
     assert time.monotonic() - began < 1.3
+
+
+def test_requests_beyond_the_decoding_slots_wait_their_turn(clip: Clip, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(video_module, "_decoding", threading.BoundedSemaphore(2))
+    decoding, most = [0], [0]
+    lock = threading.Lock()
+    read = video_module._PyAVReader.read
+
+    def counted(reader, indices, size):  # the real reader, watched
+        with lock:
+            decoding[0] += 1
+            most[0] = max(most[0], decoding[0])
+        try:
+            time.sleep(0.05)
+            return read(reader, indices, size)
+        finally:
+            with lock:
+                decoding[0] -= 1
+
+    monkeypatch.setattr(video_module._PyAVReader, "read", counted)
+    videos = [Video(clip("h264_gop12.mp4"), threads=1) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda video: video.choose_frames(0, 40, 4), videos))
+    assert most[0] == 2 and all([frame.index for frame in frames] == uniform_indices(0, 40, 4) for frames in got)
+    for video in videos:
+        video.close()
+
+
+def test_waiting_past_the_deadline_for_a_slot_is_a_clear_error_that_leaves_the_video_usable(
+    clip: Clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(video_module, "_decoding", slots)
+    with Video(clip("h264_gop12.mp4"), deadline_s=0.3) as video:
+        slots.acquire()  # another video holds the only slot
+        began = time.monotonic()
+        with pytest.raises(DecodeTimeout, match=r"waited 0.3 s for one of the \d+ decoding slots"):
+            video.frames_at([5])
+        assert time.monotonic() - began < 1.3
+        slots.release()
+        assert [frame.index for frame in video.frames_at([5])] == [5]
 
 
 # --- bad input ---------------------------------------------------------------------------------------
