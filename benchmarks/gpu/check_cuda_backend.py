@@ -4,8 +4,11 @@
 
 Needs no download: it builds the demo checkpoint and an index-stamped clip. For each question it runs the whole
 agent loop (constrained turns, option scoring) on the device in bf16 and once more on the CPU in fp32, and records
-whether both parsed, the answers, the largest difference of the option log-probabilities, and the seconds each
-took. Writes ``cuda_backend.json`` under --out and prints one line per question. run_full.sh runs it first.
+whether both parsed, the answers, the thoughts and the seconds each took. The loop scores options after the turn's
+own thought, so once bf16 greedy decoding writes a different thought the two option scores condition on different
+text; the numerical gap is therefore measured teacher-forced, on identical input (the question, its 8 initial
+frames and fixed continuations) scored by both. Writes ``cuda_backend.json`` under --out and prints one line per
+question. run_full.sh runs it first; ``run_full.sh check`` runs it alone.
 """
 from __future__ import annotations
 
@@ -18,13 +21,18 @@ from pathlib import Path
 import torch
 
 from sportlens.agent.backends.transformers_local import TransformersBackend
+from sportlens.agent.backends.base import ChatMessage
 from sportlens.agent.loop import AgentSettings, answer_question
+from sportlens.agent.protocol import question_message, system_message
 from sportlens.tools.testclips import write_index_clip
 from sportlens.tools.video import Video
 from sportlens.training.demo_model import build_demo_model
 
 QUESTION, OPTIONS = "Which team commits the foul?", ["A) red", "B) blue", "C) nobody"]
 SETTINGS = AgentSettings(max_turns=3, constrain=True, score_options=True, max_tokens_per_turn=256)
+CONTINUATIONS = ["<answer>A</answer>", "<think>red fouls</think>\n<answer>A</answer>",
+                 '<think>look closer</think>\n<tool_call>{"name": "choose_frames", "arguments": '
+                 '{"frame_range": [10, 40]}}</tool_call>']
 
 
 def ask(backend: TransformersBackend, clip: Path) -> dict:
@@ -36,8 +44,18 @@ def ask(backend: TransformersBackend, clip: Path) -> dict:
         "answer": trajectory.answer,
         "format_errors": trajectory.format_errors,
         "turns": len(trajectory.steps),
+        "thoughts": [step.thought for step in trajectory.steps],
         "option_logprobs": trajectory.option_logprobs,
     }
+
+
+def fixed_input(clip: Path) -> list[ChatMessage]:
+    """The first turn's input for ``clip``, built once so both backends score exactly the same thing."""
+    with Video(clip) as video:
+        frames = video.choose_frames(0, video.info.frames - 1, 8)
+        total, fps = video.info.frames, video.info.fps
+    return [system_message(total_frames=total, fps=fps, initial_frames=8, frames_per_call=8, max_turns=3),
+            question_message(QUESTION, OPTIONS, frames)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,22 +76,29 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for clip in clips:
             on_device, on_cpu = ask(device, clip), ask(reference, clip)
-            shared = set(on_device["option_logprobs"] or {}) & set(on_cpu["option_logprobs"] or {})
-            gap = max((abs(on_device["option_logprobs"][k] - on_cpu["option_logprobs"][k]) for k in shared), default=None)
-            rows.append({"clip": clip.name, "device": on_device, "cpu_fp32": on_cpu, "max_logprob_gap": gap})
+            messages = fixed_input(clip)
+            device_scores = device.score_continuations(messages, CONTINUATIONS)
+            cpu_scores = reference.score_continuations(messages, CONTINUATIONS)
+            gap = max(abs(a - b) for a, b in zip(device_scores, cpu_scores))
+            same_thoughts = on_device["thoughts"] == on_cpu["thoughts"]
+            rows.append({"clip": clip.name, "device": on_device, "cpu_fp32": on_cpu, "same_thoughts": same_thoughts,
+                         "teacher_forced": {"device": device_scores, "cpu_fp32": cpu_scores}, "max_logprob_gap": gap})
             print(f"{clip.name}: {args.device}/{args.dtype} {on_device['seconds']:.2f} s answer {on_device['answer']}, "
-                  f"cpu/fp32 {on_cpu['seconds']:.2f} s answer {on_cpu['answer']}, option log-prob gap {gap}")
+                  f"cpu/fp32 {on_cpu['seconds']:.2f} s answer {on_cpu['answer']}, same thoughts {same_thoughts}, "
+                  f"teacher-forced log-prob gap {gap:.4f}")
     summary = {
         "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else args.device,
         "dtype": args.dtype,
         "torch": torch.__version__,
         "all_parsed": all(r["device"]["answer"] is not None and r["device"]["format_errors"] == 0 for r in rows),
-        "max_logprob_gap": max((r["max_logprob_gap"] for r in rows if r["max_logprob_gap"] is not None), default=None),
+        "same_answers": all(r["device"]["answer"] == r["cpu_fp32"]["answer"] for r in rows),
+        "max_logprob_gap": max(r["max_logprob_gap"] for r in rows),
         "questions": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cuda_backend.json").write_text(json.dumps(summary, indent=2))
-    print(f"all parsed: {summary['all_parsed']}; largest option log-prob gap vs fp32 CPU: {summary['max_logprob_gap']}")
+    print(f"all parsed: {summary['all_parsed']}; same answers: {summary['same_answers']}; "
+          f"largest teacher-forced log-prob gap vs fp32 CPU: {summary['max_logprob_gap']}")
     return 0 if summary["all_parsed"] else 1
 
 

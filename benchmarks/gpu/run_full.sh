@@ -23,6 +23,7 @@
 # run still returns a table), run.log, results.tar.gz (every row's results, stage configs, manifests, run.json) and
 # model-grpo-v1.tar.gz (the exported SFT+GRPO v1 checkpoint).
 #
+# `run_full.sh check` runs issue 3's check alone (≈1½ min of device time with the wheel install).
 # A dry run of the wiring on a CPU: WHEELS= OUT=/tmp/out PYTHON=.venv/bin/python bash benchmarks/gpu/run_full.sh cpu-smoke
 set -uo pipefail
 profile=${1:-gpu}
@@ -48,7 +49,11 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "transforme
       "trl", trl.__version__, "datasets", datasets.__version__)' 2>&1 | tee "$OUT/run.log"
 [ "${PIPESTATUS[0]}" = 0 ] || exit 1
 # Issue 3's check first (≈1 min): the transformers backend on CUDA in bf16 vs fp32 on the CPU → $OUT/cuda_backend.json.
-[ "$profile" = gpu ] && "$python" -m sportlens.benchmarks.gpu.check_cuda_backend --out "$OUT" 2>&1 | tee -a "$OUT/run.log"
+if [ "$profile" = gpu ] || [ "$profile" = check ]; then
+  "$python" -m sportlens.benchmarks.gpu.check_cuda_backend --out "$OUT" 2>&1 | tee -a "$OUT/run.log"
+  checked=${PIPESTATUS[0]}
+  [ "$profile" = check ] && exit "$checked"
+fi
 run=$(mktemp -d)/full-run
 "$python" -m sportlens.training.full_run --profile "$profile" --out "$run" --publish "$OUT" 2>&1 | tee -a "$OUT/run.log"
 status=${PIPESTATUS[0]}
