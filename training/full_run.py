@@ -2,6 +2,7 @@
 
     python -m sportlens.training.full_run --profile cpu-smoke|cpu|gpu --out DIR [--publish DIR]
     python -m sportlens.training.full_run --config RUN.yaml --out DIR
+    python -m sportlens.training.full_run --profile gpu --base-model QWEN_VL_DIR --out DIR
 
 A profile is ``training/configs/full-run-<profile>.yaml``; ``--config`` takes any file with the same keys
 (:class:`FullRunConfig`; `--help` lists them). The whole config is checked before anything runs. The profiles:
@@ -16,7 +17,10 @@ A profile is ``training/configs/full-run-<profile>.yaml``; ``--config`` takes an
 Stages, each announced by a progress line when it starts and when it ends (its seconds and throughput):
 
 1. ``synth``: SportSim clips and questions (``sportsim/qa.jsonl``).
-2. ``base``: the untrained demo model (``base/``), the starting point and the table's untrained row.
+2. ``base``: the untrained demo model (``base/``), the starting point and the table's untrained row; or, with
+   ``base_model`` (``--base-model``), a Qwen-VL-style checkpoint of your own, linked as ``base/``. The demo model is
+   blind — random weights — and cannot learn to read SportSim's frames in minutes; a pretrained VLM can. The
+   checkpoint is checked (special tokens, image token, chat template) before anything runs.
 3. ``distill``: the SportSim oracle answers the closed training questions through the agent loop; judged
    conversations in ``distilled/``.
 4. ``sft``, 5. ``grpo-v1``, 6. ``grpo-v2``: ``sportlens train sft|grpo`` on those, from ``base/`` and then from
@@ -71,6 +75,7 @@ CONFIGS = Path(__file__).with_name("configs")
 STAGES = ("synth", "base", "distill", "sft", "grpo-v1", "grpo-v2", "evaluate", "export")
 LABELS = {"base": "untrained demo model", "sft": "SFT", "grpo-v1": "SFT+GRPO (v1)", "grpo-v2": "SFT+GRPO (v2)"}
 TOP_KEYS = {
+    "base_model": "a Qwen-VL-style checkpoint folder to start from (a pretrained VLM); null: the random-init demo model",
     "cpu_threads": "torch threads per process (1 keeps a shared CPU from thrashing); null: torch's default",
     "parallel": "train GRPO v1 and v2 side by side and evaluate each model in its own process (many cores)",
     "synth": "SportSim data: " + ", ".join(f.name for f in fields(SynthSettings)),
@@ -94,6 +99,13 @@ class FullRunConfig:
     eval: EvalSettings
     cpu_threads: int | None = None
     parallel: bool = False
+    base_model: Path | None = None
+
+    def label(self, stage: str) -> str:
+        """The table's name for a stage's checkpoint; the untrained row names the base it is."""
+        if stage == "base" and self.base_model is not None:
+            return f"untrained base ({self.base_model.name})"
+        return LABELS[stage]
 
     @property
     def qa(self) -> Path:
@@ -103,8 +115,14 @@ class FullRunConfig:
         return self.out / stage
 
 
-def load_full_run(path: Path, out: Path) -> FullRunConfig:
-    """Read and check a full-run config; its stage configs get their paths inside ``out``."""
+def load_full_run(path: Path, out: Path, base_model: Path | None = None) -> FullRunConfig:
+    """Read and check a full-run config; its stage configs get their paths inside ``out``.
+
+    ``base_model`` (the command line's) wins over the file's; a relative path in the file is read from the file's
+    folder. The checkpoint is checked here, so a base the protocol cannot be trained on stops the run at once.
+    """
+    from sportlens.training.checkpoint import CheckpointError, check_base_model
+
     raw = read_mapping(path)
     unknown = sorted(set(raw) - set(TOP_KEYS))
     if unknown:
@@ -127,6 +145,16 @@ def load_full_run(path: Path, out: Path) -> FullRunConfig:
         raise ConfigError(f"{path}: cpu_threads must be a whole number ≥ 1 or null, not {threads!r}")
     if not isinstance(raw.get("parallel", False), bool):
         raise ConfigError(f"{path}: parallel must be true or false")
+    if base_model is None and raw.get("base_model") is not None:
+        if not isinstance(raw["base_model"], str):
+            raise ConfigError(f"{path}: base_model is a checkpoint folder's path, not {raw['base_model']!r}")
+        base_model = path.parent / raw["base_model"]
+    if base_model is not None:
+        base_model = base_model.expanduser().resolve()
+        try:
+            check_base_model(base_model)
+        except CheckpointError as error:
+            raise ConfigError(f"base_model: {error}") from None
     return FullRunConfig(
         out=out,
         synth=section("synth", SynthSettings),
@@ -138,6 +166,7 @@ def load_full_run(path: Path, out: Path) -> FullRunConfig:
         eval=section("eval", EvalSettings),
         cpu_threads=threads,
         parallel=raw.get("parallel", False),
+        base_model=base_model,
     )
 
 
@@ -215,9 +244,15 @@ def _synth(config: FullRunConfig, progress: Progress) -> None:
 def _base(config: FullRunConfig, progress: Progress) -> None:
     from sportlens.training.demo_model import build_demo_model
 
-    progress.start("base", "the untrained demo model (random weights)")
-    folder = build_demo_model(config.checkpoint("base"))
-    progress.done("base", weights_mb=round((folder / "model.safetensors").stat().st_size / 2**20, 2))
+    folder = config.checkpoint("base")
+    if config.base_model is not None:
+        progress.start("base", f"{config.base_model}, linked as {folder.name}/")
+        folder.symlink_to(config.base_model, target_is_directory=True)  # a 7B checkpoint is not copied
+    else:
+        progress.start("base", "the untrained demo model (random weights)")
+        build_demo_model(folder)
+    weights = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+    progress.done("base", weights_mb=round(weights / 2**20, 2))
 
 
 def _items(qa: Path, split: str, answer_types: list[str], max_items: int | None, *, shuffle_seed: int | None = None):
@@ -303,9 +338,9 @@ def eval_rows(config: FullRunConfig) -> list[EvalRow]:
     agent = AgentSettings(initial_frames=e.initial_frames, frames_per_call=e.frames_per_call, max_turns=e.max_turns,
                           max_tokens_per_turn=e.max_tokens_per_turn, constrain=e.constrain)
     agent_run, no_tool = standard_runs([e.uniform_frames], constrain=e.constrain, agent=agent)
-    baselines = [EvalRow(f"{stage}-no-tool", f"uniform-{e.uniform_frames}, no tool ({LABELS[stage]} weights)", stage,
-                         no_tool) for stage in e.no_tool_for]
-    agents = [EvalRow(stage, LABELS[stage], stage, agent_run) for stage in LABELS]
+    baselines = [EvalRow(f"{stage}-no-tool", f"uniform-{e.uniform_frames}, no tool ({config.label(stage)} weights)",
+                         stage, no_tool) for stage in e.no_tool_for]
+    agents = [EvalRow(stage, config.label(stage), stage, agent_run) for stage in LABELS]
     return [baselines[0], *agents, *baselines[1:]]
 
 
@@ -492,6 +527,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--config", type=Path, help="a full-run config file (YAML or JSON)")
     parser.add_argument("--out", type=Path, required=True, help="a new or empty folder for every stage's output")
     parser.add_argument("--publish", type=Path, help="also copy evidence.* and timings.json here whenever they change")
+    parser.add_argument("--base-model", type=Path, help="start from this Qwen-VL-style checkpoint (overrides base_model)")
     return parser
 
 
@@ -499,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     path = args.config or CONFIGS / f"full-run-{args.profile}.yaml"
     try:
-        config = load_full_run(path, args.out)
+        config = load_full_run(path, args.out, args.base_model)
     except ConfigError as error:
         print(f"full_run: error: {error}", file=sys.stderr)
         return 2

@@ -134,3 +134,32 @@ def test_rows_evaluated_in_processes_answer_every_question(smoke_run, tmp_path):
     assert set(seconds) == {"base", "grpo-v1-no-tool"} and all(s > 0 for s in seconds.values()) and checkpoints
     for row in rows:
         assert sorted(r.item_id for r in read_records(again / "eval" / row.key / "results.jsonl")) == sorted(ids)
+
+
+def test_a_base_model_of_your_own_is_checked_linked_and_named_in_the_table(tmp_path, capsys):
+    from sportlens.training.demo_model import build_demo_model
+    from sportlens.training.full_run import CONFIGS, Progress, _base, eval_rows, load_full_run
+
+    own = build_demo_model(tmp_path / "my-vlm", seed=1)  # stands for a pretrained checkpoint: another one than the demo's
+    config = tmp_path / "run.yaml"
+    config.write_text("base_model: my-vlm\n")  # read from the config's folder
+    out = tmp_path / "out"
+    loaded = load_full_run(config, out)
+    assert loaded.base_model == own.resolve() and loaded.sft.model == str(out.resolve() / "base")
+    assert load_full_run(CONFIGS / "full-run-cpu-smoke.yaml", out, base_model=own).base_model == own.resolve()
+
+    out.mkdir()
+    _base(loaded, Progress(out, None))
+    assert (out / "base").is_symlink() and (out / "base").resolve() == own.resolve()  # linked, not copied
+    assert json.loads((out / "timings.json").read_text())["base"]["weights_mb"] > 1
+    labels = {row.key: row.label for row in eval_rows(loaded)}
+    assert labels["base"] == "untrained base (my-vlm)" and labels["sft"] == "SFT"
+
+
+def test_a_base_model_the_protocol_cannot_use_stops_the_run_before_anything_runs(
+        tmp_path, base_without_tool_call_tokens, capsys):
+    out = tmp_path / "out"
+    assert main(["--profile", "cpu-smoke", "--base-model", str(base_without_tool_call_tokens), "--out", str(out)]) == 2
+    assert "base_model:" in (error := capsys.readouterr().err) and "lacks the special token(s) <tool_call>" in error
+    assert main(["--profile", "cpu-smoke", "--base-model", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err and not out.exists()

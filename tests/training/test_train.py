@@ -5,7 +5,6 @@ manifests, the masks and the updates — not what the model learns.
 """
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -104,32 +103,15 @@ def test_export_refuses_a_non_empty_target(sft_checkpoint, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
-def without_tool_call_tokens(source: Path, target: Path) -> Path:
-    """A copy of a checkpoint whose tokenizer no longer has <tool_call> and </tool_call> as special tokens."""
-    shutil.copytree(source, target)
-    tokenizer = json.loads((target / "tokenizer.json").read_text())
-    tokenizer["added_tokens"] = [t for t in tokenizer["added_tokens"] if "tool_call" not in t["content"]]
-    (target / "tokenizer.json").write_text(json.dumps(tokenizer))
-    config = json.loads((target / "tokenizer_config.json").read_text())
-    for key in ("additional_special_tokens", "extra_special_tokens"):
-        if isinstance(config.get(key), list):
-            config[key] = [t for t in config[key] if "tool_call" not in t]
-    for token_id, token in list(config.get("added_tokens_decoder", {}).items()):
-        if "tool_call" in token["content"]:
-            del config["added_tokens_decoder"][token_id]
-    (target / "tokenizer_config.json").write_text(json.dumps(config))
-    return target
-
-
 @pytest.mark.parametrize("stage", ["sft", "grpo"])
-def test_bad_input_is_refused_before_training(stage, demo_model_dir, distilled, sim_qa, tmp_path, capsys):
+def test_bad_input_is_refused_before_training(stage, demo_model_dir, base_without_tool_call_tokens, distilled, sim_qa,
+                                              tmp_path, capsys):
     data = str(distilled if stage == "sft" else sim_qa)
     unknown = write_config(tmp_path, "a.json", model=str(demo_model_dir), data=data, output_dir="o", lerning_rate=1)
     assert main(["train", stage, str(unknown)]) == 2
     assert "unknown key(s) lerning_rate" in capsys.readouterr().err
 
-    broken = without_tool_call_tokens(demo_model_dir, tmp_path / "broken")
-    config = write_config(tmp_path, "b.json", model=str(broken), data=data, output_dir="o")
+    config = write_config(tmp_path, "b.json", model=str(base_without_tool_call_tokens), data=data, output_dir="o")
     assert main(["train", stage, str(config)]) == 2
     assert "lacks the special token(s) <tool_call> </tool_call>" in capsys.readouterr().err
 
