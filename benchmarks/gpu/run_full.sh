@@ -23,6 +23,7 @@
 # run still returns a table), run.log, results.tar.gz (every row's results, stage configs, manifests, run.json) and
 # model-grpo-v1.tar.gz (the exported SFT+GRPO v1 checkpoint).
 #
+# BASE_MODEL=DIR starts from that Qwen-VL checkpoint instead of the random-init demo model (full_run --base-model).
 # `run_full.sh check` runs issue 3's check alone (≈1½ min of device time with the wheel install).
 # A dry run of the wiring on a CPU: WHEELS= OUT=/tmp/out PYTHON=.venv/bin/python bash benchmarks/gpu/run_full.sh cpu-smoke
 set -uo pipefail
@@ -55,7 +56,8 @@ if [ "$profile" = gpu ] || [ "$profile" = check ]; then
   [ "$profile" = check ] && exit "$checked"
 fi
 run=$(mktemp -d)/full-run
-"$python" -m sportlens.training.full_run --profile "$profile" --out "$run" --publish "$OUT" 2>&1 | tee -a "$OUT/run.log"
+"$python" -m sportlens.training.full_run --profile "$profile" --out "$run" --publish "$OUT" \
+  ${BASE_MODEL:+--base-model "$BASE_MODEL"} 2>&1 | tee -a "$OUT/run.log"
 status=${PIPESTATUS[0]}
 manifests=$(cd "$run" && ls -d */manifest.json export/*/manifest.json 2>/dev/null)
 tar czf "$OUT/results.tar.gz" -C "$run" --exclude=stills run.json timings.json configs eval $manifests 2>/dev/null
