@@ -66,6 +66,28 @@ class AgentEvent(BaseModel):
     step: Step | None = None
 
 
+def opening_messages(
+    video: VideoSource, question: str, options: list[str] | None, settings: AgentSettings
+) -> tuple[list[Frame], list[ChatMessage]]:
+    """The initial frames, uniform over the whole video, and the chat the model first sees: system prompt, question.
+
+    Public so that whatever compares models on a first turn gives them exactly the input the loop would.
+    """
+    info = video.info
+    initial = video.choose_frames(0, info.frames - 1, min(settings.initial_frames, info.frames))
+    messages = [
+        protocol.system_message(
+            total_frames=info.frames,
+            fps=info.fps,
+            initial_frames=len(initial),
+            frames_per_call=settings.frames_per_call,
+            max_turns=settings.max_turns,
+        ),
+        protocol.question_message(question, options, initial),
+    ]
+    return initial, messages
+
+
 def answer_question(
     video: VideoSource,
     question: str,
@@ -85,18 +107,8 @@ def answer_question(
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
     info = video.info
-    initial = video.choose_frames(0, info.frames - 1, min(settings.initial_frames, info.frames))
+    initial, messages = opening_messages(video, question, options, settings)
     emit(AgentEvent(kind="initial_frames", turn=0, frames=_refs(initial)))
-    messages = [
-        protocol.system_message(
-            total_frames=info.frames,
-            fps=info.fps,
-            initial_frames=len(initial),
-            frames_per_call=settings.frames_per_call,
-            max_turns=settings.max_turns,
-        ),
-        protocol.question_message(question, options, initial),
-    ]
     steps: list[Step] = []
     earlier_ranges: list[tuple[int, int]] = []
     seen = {frame.index for frame in initial}

@@ -21,9 +21,7 @@ from pathlib import Path
 import torch
 
 from sportlens.agent.backends.transformers_local import TransformersBackend
-from sportlens.agent.backends.base import ChatMessage
-from sportlens.agent.loop import AgentSettings, answer_question
-from sportlens.agent.protocol import question_message, system_message
+from sportlens.agent.loop import AgentSettings, answer_question, opening_messages
 from sportlens.tools.testclips import write_index_clip
 from sportlens.tools.video import Video
 from sportlens.training.demo_model import build_demo_model
@@ -49,15 +47,6 @@ def ask(backend: TransformersBackend, clip: Path) -> dict:
     }
 
 
-def fixed_input(clip: Path) -> list[ChatMessage]:
-    """The first turn's input for ``clip``, built once so both backends score exactly the same thing."""
-    with Video(clip) as video:
-        frames = video.choose_frames(0, video.info.frames - 1, 8)
-        total, fps = video.info.frames, video.info.fps
-    return [system_message(total_frames=total, fps=fps, initial_frames=8, frames_per_call=8, max_turns=3),
-            question_message(QUESTION, OPTIONS, frames)]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -76,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for clip in clips:
             on_device, on_cpu = ask(device, clip), ask(reference, clip)
-            messages = fixed_input(clip)
+            with Video(clip) as video:  # one input, built once, that both backends score
+                _, messages = opening_messages(video, QUESTION, OPTIONS, SETTINGS)
             device_scores = device.score_continuations(messages, CONTINUATIONS)
             cpu_scores = reference.score_continuations(messages, CONTINUATIONS)
             gap = max(abs(a - b) for a, b in zip(device_scores, cpu_scores))

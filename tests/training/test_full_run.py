@@ -136,7 +136,7 @@ def test_rows_evaluated_in_processes_answer_every_question(smoke_run, tmp_path):
         assert sorted(r.item_id for r in read_records(again / "eval" / row.key / "results.jsonl")) == sorted(ids)
 
 
-def test_a_base_model_of_your_own_is_checked_linked_and_named_in_the_table(tmp_path, capsys):
+def test_a_base_model_of_your_own_is_checked_linked_and_named_in_the_table(tmp_path):
     from sportlens.training.demo_model import build_demo_model
     from sportlens.training.full_run import CONFIGS, Progress, _base, eval_rows, load_full_run
 
