@@ -572,7 +572,13 @@ class _PyAVReader:
         return sorted(frames, key=lambda frame: frame.index)
 
     def _share(self, indices: list[int]) -> list[list[int]]:
-        """Split the targets into one run of whole GOPs per decoder, each run about the same decoding work."""
+        """Split the targets, whole GOPs at a time, so that every decoder gets about the same decoding work.
+
+        Each GOP's targets cost a seek and a decode from its keyframe wherever they go, so the GOPs need not
+        stay in runs: the costliest goes first, each to the decoder with the least work so far. For the
+        agent's overview (8 frames spread over a clip of 4 GOPs, each costlier than the one before) runs of
+        neighbours left one decoder 121 of 209 packets' work; this leaves it 105.
+        """
         groups: list[list[int]] = []
         for index in indices:
             if groups and self._index.key_of[groups[-1][0]] == self._index.key_of[index]:
@@ -583,13 +589,13 @@ class _PyAVReader:
             self._index.own_position(group[-1]) - self._index.key_position(group[0]) + _KEYFRAME_COST
             for group in groups
         ]
-        total = sum(costs)
         shares: list[list[int]] = [[] for _ in self._decoders]
-        done = 0
-        for group, cost in zip(groups, costs):  # a group goes to the decoder whose slice of the work holds its middle
-            shares[min(len(shares) - 1, (2 * done + cost) * len(shares) // (2 * total))].extend(group)
-            done += cost
-        return shares
+        work = [0] * len(shares)
+        for cost, group in sorted(zip(costs, groups), key=lambda pair: -pair[0]):
+            least = work.index(min(work))
+            shares[least].extend(group)
+            work[least] += cost
+        return [sorted(share) for share in shares]
 
     def close(self) -> None:
         for helper in self._helpers:

@@ -110,9 +110,8 @@ def test_frames_are_exact_with_any_number_of_decoders(clip: Clip, name: str, thr
         assert_exact(video.choose_frames(40, 70, 8), uniform_indices(40, 70, 8))
 
 
-def test_two_decoders_share_a_request_over_two_gops_even_when_the_second_holds_more_work(
-    clip: Clip, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def record_decoder_threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """The frame indices each decoder thread is asked for, filled in as requests run."""
     decoded_on: dict[str, list[int]] = {}
     read = video_module._Decoder.read
 
@@ -121,10 +120,29 @@ def test_two_decoders_share_a_request_over_two_gops_even_when_the_second_holds_m
         return read(decoder, indices, size, targets)
 
     monkeypatch.setattr(video_module._Decoder, "read", recording_read)
+    return decoded_on
+
+
+def test_two_decoders_share_a_request_over_two_gops_even_when_the_second_holds_more_work(
+    clip: Clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded_on = record_decoder_threads(monkeypatch)
     asked = [5, 10, 17, 23]  # keyframes every 12 frames: decoding 17 and 23 takes more packets than 5 and 10
     with Video(clip("h264_gop12.mp4"), reader="pyav", threads=2) as video:
         assert_exact(video.frames_at(asked), asked)
     assert sorted(decoded_on.values()) == [[5, 10], [17, 23]]
+
+
+def test_two_decoders_balance_gops_of_growing_work_rather_than_split_them_into_runs(
+    clip: Clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's overview: one frame per GOP, each further from its keyframe than the last. Runs of
+    neighbours would give one decoder GOPs 1–2 (the cheap ones) and the other GOPs 3–4."""
+    decoded_on = record_decoder_threads(monkeypatch)
+    asked = [1, 12 + 3, 24 + 7, 36 + 11]  # keyframes every 12 frames
+    with Video(clip("h264_gop12.mp4"), reader="pyav", threads=2) as video:
+        assert_exact(video.frames_at(asked), asked)
+    assert sorted(decoded_on.values()) == [[1, 47], [15, 31]]
 
 
 def test_frames_are_labelled_with_their_index_and_presentation_time(clip: Clip) -> None:
