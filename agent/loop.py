@@ -5,8 +5,10 @@ rollouts. It knows the protocol and the model interface; it knows nothing about 
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -129,12 +131,20 @@ def answer_question(
             if settings.constrain
             else None
         )
+        early = None if last else _EarlyFrames(
+            video,
+            settings.frames_per_call,
+            lambda frame_range: protocol.check_frame_range(
+                frame_range, total_frames=info.frames, frames_per_call=settings.frames_per_call, earlier=earlier_ranges
+            ),
+        )
         call_started = time.perf_counter()
         generation = backend.generate(
             messages,
             max_tokens=settings.max_tokens_per_turn,
             temperature=settings.temperature,
             constraint=constraint,
+            on_text=early.see if early else None,
         )
         latency = time.perf_counter() - call_started
         model_latency += latency
@@ -158,7 +168,8 @@ def answer_question(
                 action, error = "invalid", range_error
             else:
                 earlier_ranges.append(parsed.frame_range)
-                frames = video.choose_frames(*parsed.frame_range, settings.frames_per_call)
+                assert early is not None  # a tool call on the last turn is refused above
+                frames = early.frames_for(parsed.frame_range)
                 shown = _refs(frames)
                 seen.update(frame.index for frame in frames)
                 messages.append(protocol.tool_response_message(frames, last_turn=turn + 1 == final_turn))
@@ -167,6 +178,8 @@ def answer_question(
             turn_answer, answer_error = _normalise_answer(parsed.answer, options)
             if answer_error:
                 action, error = "invalid", answer_error
+        if early:
+            early.settle()
         step = Step(
             turn=turn,
             thought=parsed.thought,
@@ -217,6 +230,51 @@ def answer_question(
         option_logprobs=option_logprobs,
         answer_samples=answer_samples,
     )
+
+
+class _EarlyFrames:
+    """Decodes a tool call's frames as soon as a streaming backend has written the call's frame range.
+
+    The model still writes the call's last tokens meanwhile (``]}}</tool_call>`` and the end of turn). The
+    frames are used only when the finished turn asks for that very range, so a trajectory is the same with
+    or without a streaming backend; only the wait for frames after the model's turn shrinks.
+    """
+
+    def __init__(self, video: VideoSource, n: int, rule_broken: Callable[[tuple[int, int]], str | None]) -> None:
+        self._video, self._n, self._rule_broken = video, n, rule_broken
+        self._range: tuple[int, int] | None = None
+        self._fetch: Future[list[Frame]] | None = None
+
+    def see(self, text_so_far: str) -> None:
+        """``on_text`` of the model call: start decoding once a valid range is written (at most once a turn)."""
+        if self._fetch is not None:
+            return
+        frame_range = protocol.frame_range_written(text_so_far)
+        if frame_range is None or self._rule_broken(frame_range):
+            return
+        self._range, self._fetch = frame_range, Future()
+        threading.Thread(target=self._decode, name="early-frames", daemon=True).start()
+
+    def _decode(self) -> None:
+        assert self._fetch is not None and self._range is not None
+        try:
+            self._fetch.set_result(self._video.choose_frames(*self._range, self._n))
+        except BaseException as error:  # handed to whoever uses the frames, as if they had decoded them
+            self._fetch.set_exception(error)
+
+    def frames_for(self, frame_range: tuple[int, int]) -> list[Frame]:
+        """The frames of the turn's final call: those decoded early if the range is the same, else decoded now."""
+        if self._fetch is not None and frame_range == self._range:
+            fetch, self._fetch = self._fetch, None
+            return fetch.result()
+        self.settle()
+        return self._video.choose_frames(*frame_range, self._n)
+
+    def settle(self) -> None:
+        """Wait for an early decoding that the finished turn did not use (a retried stream wrote another range)."""
+        if self._fetch is not None:
+            self._fetch.exception()
+            self._fetch = None
 
 
 def _score_options(

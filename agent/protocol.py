@@ -55,6 +55,10 @@ _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _OPTION = re.compile(r"^\s*([A-Z])\s*[).:]\s*(\S.*?)\s*$")
+_RANGE_WRITTEN = re.compile(
+    r'<tool_call>\s*\{\s*"name"\s*:\s*"choose_frames"\s*,\s*"arguments"\s*:\s*\{\s*"frame_range"\s*:\s*'
+    r"\[\s*(-?\d+)\s*,\s*(-?\d+)\s*\]"
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,16 @@ def parse_turn(text: str) -> ParsedTurn:
             return ParsedTurn(thought, "invalid", error=error)
         return ParsedTurn(thought, "choose_frames", frame_range=frame_range, error=missing_think)
     return ParsedTurn(thought, "invalid", error="neither <tool_call> nor <answer>")
+
+
+def frame_range_written(partial_text: str) -> tuple[int, int] | None:
+    """The frame range of a hermes-form tool call whose range is written out in full, in a turn still being written.
+
+    Lets a tool start while the model writes the call's last tokens; only ``parse_turn`` on the finished
+    turn says whether the call stands.
+    """
+    match = _RANGE_WRITTEN.search(partial_text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _parse_tool_call(body: str) -> tuple[tuple[int, int] | None, str | None]:

@@ -50,7 +50,8 @@ class OraclePolicy:
         self.cue = cue
 
     def generate(
-        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float = 0.0, constraint: str | None = None
+        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float = 0.0, constraint: str | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Generation:
         system = messages[0].text()
         frames_per_call = int(_FRAMES_PER_CALL.search(system).group(1))

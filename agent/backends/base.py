@@ -1,6 +1,7 @@
 """The interface every model backend implements, and the chat message it consumes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -34,7 +35,13 @@ class BackendError(RuntimeError):
 
 
 class ModelBackend(Protocol):
-    """Anything that continues a multimodal chat. ``constraint`` is a regular expression the output must match."""
+    """Anything that continues a multimodal chat. ``constraint`` is a regular expression the output must match.
+
+    ``on_text``, when given, is called with the text written so far each time it grows, by a backend that
+    streams (the HTTP one; after a retry the text starts again), so that the agent can start a tool while the
+    model still writes; a backend that generates in one piece never calls it. It runs on the backend's
+    thread and must return at once.
+    """
 
     model_id: str
 
@@ -45,6 +52,7 @@ class ModelBackend(Protocol):
         max_tokens: int,
         temperature: float = 0.0,
         constraint: str | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Generation: ...
 
     def close(self) -> None: ...

@@ -5,6 +5,7 @@ import asyncio
 import base64
 import concurrent.futures
 import hashlib
+import json
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -40,7 +41,8 @@ class OpenAIHTTPBackend:
             ``_MISSES_BEFORE_GIVING_UP`` such answers in a row, or a refusal that was not a cache miss, this
             instance sends every frame in full from then on (a server without the cache, or not vLLM).
 
-    Special tokens are kept in the text (``skip_special_tokens: false``) because Qwen tokenizers make
+    A call given ``on_text`` streams its answer (server-sent events) and reports the text as it grows; the
+    Generation it returns is the one an unstreamed call gives. Special tokens are kept in the text (``skip_special_tokens: false``) because Qwen tokenizers make
     ``<tool_call>`` a special token and the protocol parser needs it. Calls may come from many threads. The
     HTTP work runs on an event loop thread of the instance, so a call past its deadline, or ended by
     ``cancel()`` or by Ctrl-C in its thread, closes its connection, and vLLM aborts a request whose client left.
@@ -86,6 +88,7 @@ class OpenAIHTTPBackend:
         max_tokens: int,
         temperature: float = 0.0,
         constraint: str | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Generation:
         body: dict = {
             "model": self.model_id,
@@ -97,7 +100,11 @@ class OpenAIHTTPBackend:
         }
         if constraint is not None:
             body["structured_outputs"] = {"regex": constraint}
-        reply = self._with_frames(messages, lambda chat: self._post("/v1/chat/completions", {**body, "messages": chat}))
+        if on_text is not None:
+            body["stream"], body["stream_options"] = True, {"include_usage": True}
+        reply = self._with_frames(
+            messages, lambda chat: self._post("/v1/chat/completions", {**body, "messages": chat}, on_text)
+        )
         try:
             choice = reply["choices"][0]
             text = choice["message"]["content"] or ""
@@ -250,21 +257,28 @@ class OpenAIHTTPBackend:
             raise BackendError(f"{self.base_url} answered with no usable prompt_logprobs ({exc!r})") from exc
         raise BackendError(f"the server's prompt does not end in the tokens of the continuation {text[:40]!r}")
 
-    async def _post(self, path: str, body: dict) -> dict:
+    async def _post(self, path: str, body: dict, on_text: Callable[[str], None] | None = None) -> dict:
+        """POST with retries; a streamed completion (``on_text`` given) comes back in the shape of an unstreamed one."""
         for attempt in range(self.retries + 1):
             try:
                 async with self._slots:
-                    response = await self._client.post(path, json=body)
+                    if on_text is None:
+                        response = await self._client.post(path, json=body)
+                        if response.status_code < 400:
+                            return _json(response, self.base_url)
+                    else:
+                        async with self._client.stream("POST", path, json=body) as response:
+                            streams = response.headers.get("content-type", "").startswith("text/event-stream")
+                            if response.status_code < 400 and streams:
+                                return await _streamed_completion(response, on_text, self.base_url)
+                            await response.aread()
+                            if response.status_code < 400:  # a server that ignores "stream" answers in one piece
+                                return _json(response, self.base_url)
             except httpx.TransportError as exc:
                 if attempt == self.retries:
                     why = str(exc) or type(exc).__name__
                     raise BackendError(f"cannot reach the model server at {self.base_url}: {why}") from exc
             else:
-                if response.status_code < 400:
-                    try:
-                        return response.json()
-                    except ValueError as exc:
-                        raise BackendError(f"{self.base_url} answered with something that is not JSON") from exc
                 if response.status_code < 500 or attempt == self.retries:
                     raise await self._refusal(response)
             await asyncio.sleep(self.backoff_s * 2**attempt)
@@ -295,6 +309,39 @@ _FRAMES_REMEMBERED = 65536  # uuids this instance believes the server holds (≈
 _MISSES_BEFORE_GIVING_UP = 3
 
 
+def _json(response: httpx.Response, server: str) -> dict:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise BackendError(f"{server} answered with something that is not JSON") from exc
+
+
+async def _streamed_completion(response: httpx.Response, on_text: Callable[[str], None], server: str) -> dict:
+    """Read a streamed chat completion to its end, calling ``on_text`` as the text grows; return it unstreamed."""
+    text, tokens, finish_reason, usage = "", [], None, {}
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:"):].strip()
+        if data == "[DONE]":
+            break
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise BackendError(f"{server} streamed something that is not JSON") from exc
+        if "error" in chunk:  # vLLM reports a failure after the stream began as an event of its own
+            raise BackendError(f"model server at {server} failed while answering: {_error_text_of(chunk)}")
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            tokens += (choice.get("logprobs") or {}).get("content") or []
+            finish_reason = choice.get("finish_reason") or finish_reason
+            if delta := (choice.get("delta") or {}).get("content"):
+                text += delta
+                on_text(text)
+    return {"choices": [{"message": {"content": text}, "logprobs": {"content": tokens},
+                         "finish_reason": finish_reason}], "usage": usage}
+
+
 def _data_url(jpeg: bytes) -> dict:
     return {"url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")}
 
@@ -313,6 +360,10 @@ def _error_text(response: httpx.Response) -> str:
         payload = response.json()
     except ValueError:
         return response.text[:300]
+    return _error_text_of(payload)
+
+
+def _error_text_of(payload: object) -> str:
     if isinstance(payload, dict):
         error = payload.get("error", payload)
         if isinstance(error, dict) and "message" in error:

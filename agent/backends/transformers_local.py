@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,6 +24,27 @@ from sportlens.tools.frames import Frame
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class _TextSoFar:
+    """A transformers streamer that hands ``on_text`` the text generated so far, special tokens kept, stop tokens not."""
+
+    def __init__(self, tokenizer, stop_ids: set[int] | list[int], on_text: Callable[[str], None]) -> None:
+        self._tokenizer, self._stop_ids, self._on_text = tokenizer, set(stop_ids), on_text
+        self._ids: list[int] = []
+        self._prompt_passed = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_passed:  # generate() puts the prompt first
+            self._prompt_passed = True
+            return
+        new = [token for token in value.reshape(-1).tolist() if token not in self._stop_ids]
+        if new:
+            self._ids += new
+            self._on_text(self._tokenizer.decode(self._ids, skip_special_tokens=False))
+
+    def end(self) -> None:
+        pass
 
 
 class _RegexConstraint(LogitsProcessor):
@@ -100,6 +122,7 @@ class TransformersBackend:
         max_tokens: int,
         temperature: float = 0.0,
         constraint: str | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Generation:
         """Greedy when temperature is 0, else plain temperature sampling (no top-k, top-p or repetition penalty).
 
@@ -118,6 +141,7 @@ class TransformersBackend:
                     logits_processor=logits_processor,
                     output_scores=True,
                     return_dict_in_generate=True,
+                    streamer=_TextSoFar(self._tokenizer, self._stop_ids, on_text) if on_text else None,
                     **sampling,
                 )
             except BackendError:

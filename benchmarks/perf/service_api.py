@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,7 @@ class InstantBackend:
     model_id = "instant"
 
     def generate(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float = 0.0,
-                 constraint: str | None = None) -> Generation:
+                 constraint: str | None = None, on_text: Callable[[str], None] | None = None) -> Generation:
         return Generation(text="<think>clear</think><answer>A</answer>", tokens_in=100, tokens_out=8)
 
     def close(self) -> None:

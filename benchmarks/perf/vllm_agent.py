@@ -8,7 +8,8 @@ bounded: it starts vLLM (via `sportlens vllm`, creating its environment if neede
 asks `--questions` questions one at a time, then as many fresh ones all in flight, then restarts vLLM with
 prefix caching off and asks the first set again. Prints ratios; the default model is the demo checkpoint.
 A question one at a time opens its video with 2 decoders, as `sportlens ask` does; with many in flight, with
-1, as the service's workers and the benchmark runner do. The machine's load average is printed with the
+1, as the service's workers and the benchmark runner do. Turns stream, so a tool call's frames start decoding
+while the model writes the call's last tokens: the report tells that overlap from the decoding waited for. The machine's load average is printed with the
 figures: on a shared machine they move with it.
 """
 from __future__ import annotations
@@ -38,10 +39,13 @@ OPTIONS = ["A) red", "B) blue"]
 
 
 class ScriptedLooks:
-    """Makes turn k (k < 3) call choose_frames on ranges[k]; the thought and the last turn are the model's."""
+    """Makes turn k (k < 3) call choose_frames on ranges[k]; the thought and the last turn are the model's.
+
+    Notes when each model call ran (``spans``), to tell frame decoding that overlapped a call from waiting.
+    """
 
     def __init__(self, backend: OpenAIHTTPBackend, ranges: list[tuple[int, int]]) -> None:
-        self.backend, self.model_id, self.turn = backend, backend.model_id, 0
+        self.backend, self.model_id, self.turn, self.spans = backend, backend.model_id, 0, []
         self.calls = [
             r"<think>[^<>]{1,60}</think>\n" + re.escape(
                 f'<tool_call>{{"name": "choose_frames", "arguments": {{"frame_range": [{start}, {end}]}}}}</tool_call>'
@@ -49,11 +53,16 @@ class ScriptedLooks:
             for start, end in ranges
         ]
 
-    def generate(self, messages, *, max_tokens, temperature=0.0, constraint=None):
+    def generate(self, messages, *, max_tokens, temperature=0.0, constraint=None, on_text=None):
         self.turn += 1
         if self.turn <= len(self.calls):
             constraint = self.calls[self.turn - 1]
-        return self.backend.generate(messages, max_tokens=max_tokens, temperature=temperature, constraint=constraint)
+        started = time.perf_counter()
+        try:
+            return self.backend.generate(messages, max_tokens=max_tokens, temperature=temperature,
+                                         constraint=constraint, on_text=on_text)
+        finally:
+            self.spans.append((started, time.perf_counter()))
 
 
 class TimedBackend(OpenAIHTTPBackend):
@@ -78,10 +87,11 @@ class TimedBackend(OpenAIHTTPBackend):
 
 
 class TimedVideo:
-    """A video that adds up the time its frames take to decode: the tool's share of the time outside model calls."""
+    """A video that notes when its frames were decoded (``spans``). A tool call's frames start decoding while the
+    model still writes the call (a streamed turn), so part of that time overlaps the model call."""
 
     def __init__(self, video: Video) -> None:
-        self.video, self.decode_s = video, 0.0
+        self.video, self.spans = video, []
 
     @property
     def info(self):
@@ -92,11 +102,18 @@ class TimedVideo:
         try:
             return self.video.choose_frames(start, end, n)
         finally:
-            self.decode_s += time.perf_counter() - started
+            self.spans.append((started, time.perf_counter()))
 
 
-def ask(backend: TimedBackend, clip: Path, question: str, threads: int = 2) -> tuple[Trajectory, float, float]:
-    """One scripted 3-turn question: its trajectory, and the seconds spent decoding frames and encoding them.
+def overlap_s(spans: list[tuple[float, float]], others: list[tuple[float, float]]) -> float:
+    """Seconds of ``spans`` that fall inside ``others`` (each list's spans do not overlap one another)."""
+    return sum(max(0.0, min(end, other_end) - max(start, other_start))
+               for start, end in spans for other_start, other_end in others)
+
+
+def ask(backend: TimedBackend, clip: Path, question: str, threads: int = 2) -> tuple[Trajectory, float, float, float]:
+    """One scripted 3-turn question: its trajectory; the seconds spent decoding frames, the part of them that
+    overlapped model calls, and the seconds spent encoding frames.
 
     ``threads``: the Video's decoders; 2 as `sportlens ask` opens a video, 1 as the service's workers and the
     benchmark runner do, where many questions decode at once.
@@ -107,7 +124,8 @@ def ask(backend: TimedBackend, clip: Path, question: str, threads: int = 2) -> t
         model = ScriptedLooks(backend, [(0, last // 2), (last // 2, last)])
         encoded_before = backend.encode_s()
         trajectory = answer_question(timed, question, model, options=OPTIONS, settings=SETTINGS)
-        return trajectory, timed.decode_s, backend.encode_s() - encoded_before
+        decode_s = sum(end - start for start, end in timed.spans)
+        return trajectory, decode_s, overlap_s(timed.spans, model.spans), backend.encode_s() - encoded_before
 
 
 def run_set(backend: TimedBackend, clips: list[Path], tag: str, in_flight: int) -> tuple[float, list]:
@@ -130,7 +148,7 @@ def cache_counters(url: str) -> tuple[float, float]:
     return values.get("vllm:prefix_cache_hits_total", 0.0), values.get("vllm:prefix_cache_queries_total", 0.0)
 
 
-def turn_means(asked: list[tuple[Trajectory, float, float]]) -> list[float]:
+def turn_means(asked: list[tuple[Trajectory, float, float, float]]) -> list[float]:
     return [statistics.mean(t.steps[k].latency_s for t, *_ in asked) for k in range(SETTINGS.max_turns)]
 
 
@@ -194,12 +212,15 @@ def main() -> None:
     print(f"server start: {start_s:.0f} s (caching on), {off_start_s:.0f} s (caching off)")
     for label, asked in (("1 at a time", sequential), (f"{n} in flight", concurrent)):
         outside = [(t.latency_s - t.model_latency_s) / t.latency_s for t, *_ in asked]
-        decode = [decode_s / t.latency_s for t, decode_s, _ in asked]
-        encode = [encode_s / t.latency_s for t, _, encode_s in asked]
+        waited = [(decode_s - hidden_s) / t.latency_s for t, decode_s, hidden_s, _ in asked]
+        hidden = [hidden_s / t.latency_s for t, _, hidden_s, _ in asked]
+        encode = [encode_s / t.latency_s for t, *_, encode_s in asked]
         print(f"agent overhead, {label} (time outside model calls ÷ total per question): "
               f"mean {statistics.mean(outside):.1%}, max {max(outside):.1%} (target ≤ 5%); "
-              f"of it frame decoding (tools) {statistics.mean(decode):.1%}, "
-              f"the loop and the rest {statistics.mean(outside) - statistics.mean(decode):.1%}; "
+              f"of it frame decoding (tools) {statistics.mean(waited):.1%}, "
+              f"the loop and the rest {statistics.mean(outside) - statistics.mean(waited):.1%}; "
+              f"frame decoding overlapping the model's last tokens {statistics.mean(hidden):.1%} more "
+              f"({1000 * statistics.mean(h for _, _, h, _ in asked):.0f} ms a question); "
               f"inside the model calls the client's JPEG/base64 encoding takes {statistics.mean(encode):.1%} more "
               f"({1000 * statistics.mean(s for *_, s in asked):.0f} ms a question)")
     one_rate = 2 * n / (wall_1 + wall_1_again)  # asked before and after the sets in flight: load drift hits both

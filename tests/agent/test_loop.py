@@ -5,6 +5,8 @@ demand (a repeated interval, a malformed turn); the loop's real run with the in-
 test_loop_transformers.py.
 """
 import re
+import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -17,19 +19,33 @@ from sportlens.tools.video import Video
 
 
 class ScriptedModelFake:
-    """Says the scripted turns in order and records every chat it was shown."""
+    """Says the scripted turns in order and records every chat it was shown.
+
+    Streams like the HTTP backend (``on_text`` with the text so far, word by word) unless ``streams`` is False.
+    A scripted turn may be a pair (streamed first, final): a stream that broke off and was retried.
+    """
 
     model_id = "scripted-fake"
 
-    def __init__(self, turns: list[str]) -> None:
+    def __init__(self, turns: list[str | tuple[str, str]], *, streams: bool = True) -> None:
         self.turns = list(turns)
+        self.streams = streams
         self.seen: list[list[ChatMessage]] = []
         self.constraints: list[str | None] = []
+        self.on_streamed: Callable[[str], None] = lambda text: None  # called after each piece streamed
 
-    def generate(self, messages, *, max_tokens, temperature=0.0, constraint=None):
+    def generate(self, messages, *, max_tokens, temperature=0.0, constraint=None, on_text=None):
         self.seen.append(list(messages))
         self.constraints.append(constraint)
         text = self.turns.pop(0)
+        tries = list(text) if isinstance(text, tuple) else [text]
+        text = tries[-1]
+        if on_text is not None and self.streams:
+            for streamed in tries:
+                pieces = re.findall(r"\S+\s*|\s+", streamed)
+                for end in range(1, len(pieces) + 1):
+                    on_text("".join(pieces[:end]))
+                    self.on_streamed("".join(pieces[:end]))
         tokens = re.findall(r"<[^<>]+>|[^<]+|<", text)  # tags are whole tokens, as in a real tokenizer
         return Generation(text=text, tokens_in=100, tokens_out=len(tokens),
                           logprobs=[TokenLogprob(token=t, logprob=-0.5) for t in tokens])
@@ -55,8 +71,9 @@ def frames_in(message: ChatMessage) -> list[Frame]:
     return [part for part in message.parts if isinstance(part, Frame)]
 
 
-def test_tool_call_then_answer_shows_exactly_the_requested_frames(clip):
-    model = ScriptedModelFake([call(100, 179), answer("B")])
+@pytest.mark.parametrize("streams", [True, False], ids=["streamed", "in one piece"])
+def test_tool_call_then_answer_shows_exactly_the_requested_frames(clip, streams):
+    model = ScriptedModelFake([call(100, 179), answer("B")], streams=streams)
     with Video(clip) as video:
         trajectory = answer_question(video, "Was it a foul?", model, options=["A) yes", "B) no"])
     assert trajectory.answer == "B"
@@ -72,6 +89,64 @@ def test_tool_call_then_answer_shows_exactly_the_requested_frames(clip):
     assert trajectory.frames_used == 16
     assert trajectory.tokens_in == 200 and trajectory.format_errors == 0
     assert "".join(t.token for t in trajectory.answer_logprobs).strip() == "B"
+
+
+class RecordingVideo:
+    """A real Video that notes each range it is asked for, and signals when a decoding has begun."""
+
+    def __init__(self, video: Video) -> None:
+        self.video, self.asked, self.decoding = video, [], threading.Event()
+
+    @property
+    def info(self):
+        return self.video.info
+
+    def choose_frames(self, start, end, n):
+        if (start, end) != (0, self.info.frames - 1):  # the initial frames are not a tool call's
+            self.asked.append((start, end))
+            self.decoding.set()
+        return self.video.choose_frames(start, end, n)
+
+
+def test_a_streamed_tool_call_decodes_its_frames_before_the_turn_ends(clip):
+    model = ScriptedModelFake([call(100, 179), answer("A")])
+    decoding_when_streamed = []
+    with Video(clip) as opened:
+        video = RecordingVideo(opened)
+
+        def after_piece(text_so_far):
+            if text_so_far.endswith("</tool_call>"):  # the model's last token: has the tool started meanwhile?
+                decoding_when_streamed.append(video.decoding.wait(10))
+
+        model.on_streamed = after_piece
+        trajectory = answer_question(video, "Was it a foul?", model, options=["A) yes", "B) no"])
+    assert decoding_when_streamed == [True]
+    assert video.asked == [(100, 179)]  # decoded once, early, and used
+    tool_frames = frames_in(model.seen[1][-1])
+    assert [read_index(f.image) for f in tool_frames] == [r.index for r in trajectory.steps[0].frames_shown]
+    assert all(100 <= f.index <= 179 for f in tool_frames) and len(tool_frames) == 8
+
+
+def test_a_retried_stream_that_writes_another_range_gets_the_frames_of_the_final_one(clip):
+    model = ScriptedModelFake([(call(100, 179), call(20, 99)), answer("A")])
+    with Video(clip) as opened:
+        video = RecordingVideo(opened)
+        trajectory = answer_question(video, "Was it a foul?", model, options=["A) yes", "B) no"])
+    assert video.asked == [(100, 179), (20, 99)]
+    assert trajectory.steps[0].frame_range == (20, 99)
+    tool_frames = frames_in(model.seen[1][-1])
+    assert [read_index(f.image) for f in tool_frames] == [r.index for r in trajectory.steps[0].frames_shown]
+    assert all(20 <= f.index <= 99 for f in tool_frames) and len(tool_frames) == 8
+
+
+def test_a_streamed_range_that_breaks_a_rule_is_not_decoded(clip):
+    model = ScriptedModelFake([call(100, 179), call(100, 179), answer("A")])
+    with Video(clip) as opened:
+        video = RecordingVideo(opened)
+        trajectory = answer_question(video, "Was it a foul?", model, options=["A) yes", "B) no"])
+    assert video.asked == [(100, 179)]  # the repeat was neither decoded early nor served
+    assert [s.action for s in trajectory.steps] == ["choose_frames", "invalid", "answer"]
+    assert "repeats an earlier call" in trajectory.steps[1].format_error
 
 
 def test_each_frame_is_preceded_by_its_label(clip):

@@ -29,7 +29,10 @@ COMPLETION = {
 
 
 class OpenAIServerFake:
-    """A loopback HTTP server that records requests and answers from a queue of (status, body)."""
+    """A loopback HTTP server that records requests and answers from a queue of (status, body).
+
+    A body that is a list of JSON objects goes as server-sent events, one each, then ``data: [DONE]``.
+    """
 
     def __init__(self):
         self.requests: list[dict] = []
@@ -50,9 +53,13 @@ class OpenAIServerFake:
                 time.sleep(fake.delay_s)
                 with lock:
                     fake.in_flight -= 1
-                data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
+                if isinstance(reply, list):
+                    events = [f"data: {json.dumps(event)}\n\n" for event in reply] + ["data: [DONE]\n\n"]
+                    data, kind = "".join(events).encode(), "text/event-stream"
+                else:
+                    data, kind = (reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()), "application/json"
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -243,6 +250,49 @@ def test_the_end_of_turn_token_is_dropped_from_logprobs_as_in_process(server):
     server.replies = [(200, reply)]
     generation = OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8)
     assert "".join(t.token for t in generation.logprobs) == generation.text and generation.tokens_out == 3
+
+
+def streamed(pieces: list[tuple[str, float]], finish_reason: str = "stop") -> list[dict]:
+    """vLLM's events for a chat completion written piece by piece, then its usage. A token that ends the turn
+    comes with its logprob but adds no text, as vLLM streams it."""
+    events = [{"choices": [{"index": 0, "delta": {"content": "" if text == "<|im_end|>" else text},
+                            "logprobs": {"content": [{"token": text, "logprob": logprob}]}, "finish_reason": None}]}
+              for text, logprob in pieces]
+    events[-1]["choices"][0]["finish_reason"] = finish_reason
+    return [*events, {"choices": [], "usage": {"prompt_tokens": 1234, "completion_tokens": len(pieces)}}]
+
+
+def test_a_streamed_call_reports_the_text_as_it_grows_and_returns_what_an_unstreamed_one_would(server):
+    pieces = [("<answer>", -0.5), ("A", -0.1), ("</answer>", -0.2), ("<|im_end|>", -0.3)]
+    server.replies = [(200, streamed(pieces))]
+    seen = []
+    generation = OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8, on_text=seen.append)
+    body = server.requests[0]["body"]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert seen == ["<answer>", "<answer>A", "<answer>A</answer>"]
+    assert generation.text == "<answer>A</answer>" and generation.tokens_in == 1234
+    assert [t.logprob for t in generation.logprobs] == [-0.5, -0.1, -0.2] and generation.tokens_out == 3
+
+
+def test_a_server_that_does_not_stream_is_read_in_one_piece(server):
+    seen = []
+    generation = OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8, on_text=seen.append)
+    assert server.requests[0]["body"]["stream"] is True
+    assert generation.text == COMPLETION["choices"][0]["message"]["content"] and generation.tokens_in == 1234
+    assert seen == []  # nothing was written before the whole turn: the agent decodes its frames after it
+
+
+def test_an_error_event_in_a_stream_is_a_backend_error_in_the_servers_words(server):
+    failure = {"error": {"message": "engine died", "type": "InternalServerError", "code": 500}}
+    server.replies = [(200, [*streamed([("<think>", -0.1)])[:1], failure])]
+    with pytest.raises(BackendError, match="failed while answering: engine died"):
+        OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8, on_text=lambda text: None)
+
+
+def test_a_refused_streamed_call_names_the_cause(server):
+    server.replies = [(400, {"error": {"message": "This model's maximum context length is 12288 tokens"}})]
+    with pytest.raises(BackendError, match="does not fit the model's context"):
+        OpenAIHTTPBackend(server.url, "qwen").generate(chat(), max_tokens=8, on_text=lambda text: None)
 
 
 def test_requests_in_flight_are_bounded_per_instance(server):

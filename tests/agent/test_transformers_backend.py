@@ -73,6 +73,16 @@ def test_a_random_model_still_obeys_the_regex_constraint(
     assert all(lp.logprob <= 0 for lp in generation.logprobs)
 
 
+def test_a_streamed_turn_grows_token_by_token_into_the_returned_text(backend: TransformersBackend) -> None:
+    messages, seen = _question(_frames(2)), []
+    streamed = backend.generate(messages, max_tokens=120, constraint=TURN, on_text=seen.append)
+    whole = backend.generate(messages, max_tokens=120, constraint=TURN)
+
+    assert streamed.text == whole.text and seen[-1] == streamed.text  # no stop token in what was streamed
+    assert len(seen) == streamed.tokens_out
+    assert all(later.startswith(earlier) for earlier, later in zip(seen, seen[1:]))
+
+
 def test_special_tokens_are_kept_in_the_text(backend: TransformersBackend) -> None:
     call = '<tool_call>{"name": "choose_frames", "arguments": {"frame_range": [0, 60]}}</tool_call>'
     shown = [part for frame in _frames(2) for part in (frame.label(), frame)]

