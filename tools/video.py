@@ -152,7 +152,10 @@ class Video:
             On the 2-core reference machine, 2 decoders took 8 frames spread over a 720p clip in half
             the time of one (FFmpeg's frame threading, which refills its pipeline after every seek,
             saved only a quarter). A request inside a single GOP gains nothing, and where many Videos
-            decode at once (the service's workers), 1 is better. Default ``2``.
+            decode at once (the service's workers), 1 is better. The two hand Python's GIL to each other
+            several times a packet, which is slow once the cores have idled (between model turns): there,
+            8 frames over two GOPs took 20–23 ms with 2 decoders, 26 ms with one, 14 ms with 2 on busy cores;
+            two processes decoding after the same idle took no longer than one. Default ``2``.
 
     Raises:
         VideoNotFound, NotAVideo, CorruptVideo, UnsupportedVideo, DecodeTimeout: all ``VideoError``,
