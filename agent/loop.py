@@ -139,13 +139,18 @@ def answer_question(
             ),
         )
         call_started = time.perf_counter()
-        generation = backend.generate(
-            messages,
-            max_tokens=settings.max_tokens_per_turn,
-            temperature=settings.temperature,
-            constraint=constraint,
-            on_text=early.see if early else None,
-        )
+        try:
+            generation = backend.generate(
+                messages,
+                max_tokens=settings.max_tokens_per_turn,
+                temperature=settings.temperature,
+                constraint=constraint,
+                on_text=early.see if early else None,
+            )
+        except BaseException:
+            if early:
+                early.settle()  # the caller may close the video once this returns
+            raise
         latency = time.perf_counter() - call_started
         model_latency += latency
         messages.append(ChatMessage("assistant", [generation.text]))
@@ -271,7 +276,7 @@ class _EarlyFrames:
         return self._video.choose_frames(*frame_range, self._n)
 
     def settle(self) -> None:
-        """Wait for an early decoding that the finished turn did not use (a retried stream wrote another range)."""
+        """Wait for an early decoding that nothing will use (a retried stream wrote another range, or the call failed)."""
         if self._fetch is not None:
             self._fetch.exception()
             self._fetch = None

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sportlens.agent.backends.base import ChatMessage, Generation
+from sportlens.agent.backends.base import BackendError, ChatMessage, Generation
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import TokenLogprob
 from sportlens.tools.frames import Frame
@@ -22,7 +22,8 @@ class ScriptedModelFake:
     """Says the scripted turns in order and records every chat it was shown.
 
     Streams like the HTTP backend (``on_text`` with the text so far, word by word) unless ``streams`` is False.
-    A scripted turn may be a pair (streamed first, final): a stream that broke off and was retried.
+    A scripted turn may be a pair (streamed first, final): a stream that broke off and was retried, or that
+    ended in an error (final is an exception).
     """
 
     model_id = "scripted-fake"
@@ -42,6 +43,8 @@ class ScriptedModelFake:
         text = tries[-1]
         if on_text is not None and self.streams:
             for streamed in tries:
+                if isinstance(streamed, Exception):
+                    raise streamed
                 pieces = re.findall(r"\S+\s*|\s+", streamed)
                 for end in range(1, len(pieces) + 1):
                     on_text("".join(pieces[:end]))
@@ -137,6 +140,16 @@ def test_a_retried_stream_that_writes_another_range_gets_the_frames_of_the_final
     tool_frames = frames_in(model.seen[1][-1])
     assert [read_index(f.image) for f in tool_frames] == [r.index for r in trajectory.steps[0].frames_shown]
     assert all(20 <= f.index <= 99 for f in tool_frames) and len(tool_frames) == 8
+
+
+def test_a_call_that_fails_after_writing_its_range_leaves_no_decoding_behind(clip):
+    model = ScriptedModelFake([(call(100, 179), BackendError("the server went away"))])
+    with Video(clip) as opened:
+        video = RecordingVideo(opened)
+        with pytest.raises(BackendError, match="went away"):
+            answer_question(video, "Was it a foul?", model)
+        assert video.asked == [(100, 179)]
+        assert not [thread for thread in threading.enumerate() if thread.name == "early-frames"]
 
 
 def test_a_streamed_range_that_breaks_a_rule_is_not_decoded(clip):
