@@ -257,15 +257,15 @@ class _EarlyFrames:
         frame_range = protocol.frame_range_written(text_so_far)
         if frame_range is None or self._rule_broken(frame_range):
             return
-        self._range, self._fetch = frame_range, Future()
-        threading.Thread(target=self._decode, name="early-frames", daemon=True).start()
+        fetch: Future[list[Frame]] = Future()
+        self._range, self._fetch = frame_range, fetch
+        threading.Thread(target=self._decode, args=(fetch, frame_range), name="early-frames", daemon=True).start()
 
-    def _decode(self) -> None:
-        assert self._fetch is not None and self._range is not None
+    def _decode(self, fetch: Future[list[Frame]], frame_range: tuple[int, int]) -> None:
         try:
-            self._fetch.set_result(self._video.choose_frames(*self._range, self._n))
+            fetch.set_result(self._video.choose_frames(*frame_range, self._n))
         except BaseException as error:  # handed to whoever uses the frames, as if they had decoded them
-            self._fetch.set_exception(error)
+            fetch.set_exception(error)
 
     def frames_for(self, frame_range: tuple[int, int]) -> list[Frame]:
         """The frames of the turn's final call: those decoded early if the range is the same, else decoded now."""

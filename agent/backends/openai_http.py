@@ -42,8 +42,9 @@ class OpenAIHTTPBackend:
             instance sends every frame in full from then on (a server without the cache, or not vLLM).
 
     A call given ``on_text`` streams its answer (server-sent events) and reports the text as it grows; the
-    Generation it returns is the one an unstreamed call gives. Special tokens are kept in the text (``skip_special_tokens: false``) because Qwen tokenizers make
-    ``<tool_call>`` a special token and the protocol parser needs it. Calls may come from many threads. The
+    Generation it returns is the one an unstreamed call gives. Special tokens are kept in the text
+    (``skip_special_tokens: false``) because Qwen tokenizers make ``<tool_call>`` a special token and the
+    protocol parser needs it. Calls may come from many threads. The
     HTTP work runs on an event loop thread of the instance, so a call past its deadline, or ended by
     ``cancel()`` or by Ctrl-C in its thread, closes its connection, and vLLM aborts a request whose client left.
     """

@@ -6,6 +6,7 @@ test_loop_transformers.py.
 """
 import re
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -15,7 +16,7 @@ from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import TokenLogprob
 from sportlens.tools.frames import Frame
 from sportlens.tools.testclips import read_index, write_index_clip
-from sportlens.tools.video import Video
+from sportlens.tools.video import CorruptVideo, Video
 
 
 class ScriptedModelFake:
@@ -97,8 +98,9 @@ def test_tool_call_then_answer_shows_exactly_the_requested_frames(clip, streams)
 class RecordingVideo:
     """A real Video that notes each range it is asked for, and signals when a decoding has begun."""
 
-    def __init__(self, video: Video) -> None:
+    def __init__(self, video: Video, *, tool_fails_with: Exception | None = None) -> None:
         self.video, self.asked, self.decoding = video, [], threading.Event()
+        self.tool_fails_with = tool_fails_with
 
     @property
     def info(self):
@@ -108,6 +110,9 @@ class RecordingVideo:
         if (start, end) != (0, self.info.frames - 1):  # the initial frames are not a tool call's
             self.asked.append((start, end))
             self.decoding.set()
+            if self.tool_fails_with:
+                time.sleep(0.2)  # fail after the loop has begun waiting for these frames
+                raise self.tool_fails_with
         return self.video.choose_frames(start, end, n)
 
 
@@ -150,6 +155,16 @@ def test_a_call_that_fails_after_writing_its_range_leaves_no_decoding_behind(cli
             answer_question(video, "Was it a foul?", model)
         assert video.asked == [(100, 179)]
         assert not [thread for thread in threading.enumerate() if thread.name == "early-frames"]
+
+
+@pytest.mark.timeout(60)  # the error once went nowhere and the loop waited for the frames for ever
+def test_an_early_decoding_that_fails_raises_its_error_from_the_loop(clip):
+    model = ScriptedModelFake([call(100, 179), answer("A")])
+    with Video(clip) as opened:
+        video = RecordingVideo(opened, tool_fails_with=CorruptVideo("clip.mp4 is damaged: decoding frame 110 failed"))
+        with pytest.raises(CorruptVideo, match="frame 110"):
+            answer_question(video, "Was it a foul?", model)
+    assert video.asked == [(100, 179)]
 
 
 def test_a_streamed_range_that_breaks_a_rule_is_not_decoded(clip):
