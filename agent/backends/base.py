@@ -38,9 +38,9 @@ class ModelBackend(Protocol):
     """Anything that continues a multimodal chat. ``constraint`` is a regular expression the output must match.
 
     ``on_text``, when given, is called with the text written so far each time it grows, by a backend that
-    streams (the HTTP one; after a retry the text starts again), so that the agent can start a tool while the
-    model still writes; a backend that generates in one piece never calls it. It runs on the backend's
-    thread and must return at once.
+    streams (both of ours; after a retry the HTTP one starts the text again), so that the agent can start a
+    tool while the model still writes; a backend that generates in one piece never calls it. It runs on the
+    backend's thread and must return at once.
     """
 
     model_id: str

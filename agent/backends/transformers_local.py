@@ -44,7 +44,7 @@ class _TextSoFar:
             self._on_text(self._tokenizer.decode(self._ids, skip_special_tokens=False))
 
     def end(self) -> None:
-        pass
+        """generate() calls it when done; the text was handed on token by token already."""
 
 
 class _RegexConstraint(LogitsProcessor):

@@ -78,6 +78,18 @@ def test_a_valid_range_breaks_no_rule():
     assert protocol.check_frame_range((292, 299), total_frames=300, frames_per_call=8, earlier=[]) is None
 
 
+@pytest.mark.parametrize(("partial", "written"), [
+    ('<think>x</think><tool_call>{"name": "choose_frames", "arguments": {"frame_range": [12, 1', None),
+    ('<think>x</think><tool_call>{"name": "choose_frames", "arguments": {"frame_range": [12, 130', None),
+    ('<think>x</think><tool_call>{"name": "choose_frames", "arguments": {"frame_range": [12, 130]', (12, 130)),
+    ('<think>x</think>\n<tool_call> {"name":"choose_frames","arguments":{"frame_range":[ 0 , 99 ]}}</tool_call>', (0, 99)),
+    ('<think>the call "frame_range": [1, 9] is what I need</think>', None),  # not inside a tool call
+    ('<think>x</think><answer>A</answer>', None),
+])
+def test_a_range_counts_as_written_only_once_its_bracket_closes_inside_a_tool_call(partial, written):
+    assert protocol.frame_range_written(partial) == written
+
+
 def test_options_are_parsed_and_validated():
     assert protocol.parse_options("A) foul ; B)no foul;") == ["A) foul", "B) no foul"]
     assert protocol.option_letters(["A) foul", "B) no foul"]) == ["A", "B"]
