@@ -121,6 +121,12 @@ def answer_question(
     answer_samples: list[str] = []
     final_turn = settings.max_turns
     model_latency = 0.0
+
+    def rule_broken(frame_range: tuple[int, int]) -> str | None:
+        return protocol.check_frame_range(
+            frame_range, total_frames=info.frames, frames_per_call=settings.frames_per_call, earlier=earlier_ranges
+        )
+
     turn = 0
     while turn < final_turn:
         turn += 1
@@ -131,13 +137,7 @@ def answer_question(
             if settings.constrain
             else None
         )
-        early = None if last else _EarlyFrames(
-            video,
-            settings.frames_per_call,
-            lambda frame_range: protocol.check_frame_range(
-                frame_range, total_frames=info.frames, frames_per_call=settings.frames_per_call, earlier=earlier_ranges
-            ),
-        )
+        early = None if last else _EarlyFrames(video, settings.frames_per_call, rule_broken)
         call_started = time.perf_counter()
         try:
             generation = backend.generate(
@@ -159,16 +159,7 @@ def answer_question(
         turn_answer = None
         if action == "choose_frames":
             assert parsed.frame_range is not None
-            range_error = (
-                "the last turn must answer"
-                if last
-                else protocol.check_frame_range(
-                    parsed.frame_range,
-                    total_frames=info.frames,
-                    frames_per_call=settings.frames_per_call,
-                    earlier=earlier_ranges,
-                )
-            )
+            range_error = "the last turn must answer" if last else rule_broken(parsed.frame_range)
             if range_error:
                 action, error = "invalid", range_error
             else:

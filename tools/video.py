@@ -578,9 +578,9 @@ class _PyAVReader:
         """Split the targets, whole GOPs at a time, so that every decoder gets about the same decoding work.
 
         Each GOP's targets cost a seek and a decode from its keyframe wherever they go, so the GOPs need not
-        stay in runs: the costliest goes first, each to the decoder with the least work so far. For the
-        agent's overview (8 frames spread over a clip of 4 GOPs, each costlier than the one before) runs of
-        neighbours left one decoder 121 of 209 packets' work; this leaves it 105.
+        stay in runs: the costliest goes first, each to the decoder with the least work so far. Runs of
+        neighbours gave one decoder both costly GOPs when the work grew along the request (one frame per GOP,
+        each further from its keyframe than the last).
         """
         groups: list[list[int]] = []
         for index in indices:

@@ -9,8 +9,8 @@ asks `--questions` questions one at a time, then as many fresh ones all in fligh
 prefix caching off and asks the first set again. Prints ratios; the default model is the demo checkpoint.
 A question one at a time opens its video with 2 decoders, as `sportlens ask` does; with many in flight, with
 1, as the service's workers and the benchmark runner do. Turns stream, so a tool call's frames start decoding
-while the model writes the call's last tokens: the report tells that overlap from the decoding waited for. The machine's load average is printed with the
-figures: on a shared machine they move with it.
+while the model writes the call's last tokens: the report tells that overlap from the decoding waited for. The
+machine's load average is printed with the figures: on a shared machine they move with it.
 """
 from __future__ import annotations
 
