@@ -217,8 +217,12 @@ def cpu_defaults(cores: int) -> tuple[dict[str, str], list[str]]:
     Measured side by side on this shared 2-core machine with benchmarks/perf/vllm_agent.py: with the first
     change the agent's frame decoding between turns took a half to a third of the time it took beside the
     pollers, and questions ran 1.2-1.6× faster one at a time and no slower with 8 in flight; the second made
-    them 1.1-1.3× faster one at a time and as fast or faster with 8 in flight. A user's own setting wins:
-    the environment is only a default, and arguments given after these override them.
+    them 1.1-1.3× faster one at a time and as fast or faster with 8 in flight. A second engine for the idle
+    share of the other core (``--data-parallel-size 2``, each question pinned to one engine by vLLM's
+    ``X-data-parallel-rank`` header so its turns still hit the prefix cache) made 8 questions in flight slower
+    here, 0.84 vs 1.29 q/s (the same benchmark, one engine): two engines, the API server and the decoders then
+    contend for two cores. A user's own setting wins: the environment is only a default, and arguments given
+    after these override them.
     """
     if cores > 2:
         return {}, []

@@ -9,8 +9,10 @@ asks `--questions` questions one at a time, then as many fresh ones all in fligh
 prefix caching off and asks the first set again. Prints ratios; the default model is the demo checkpoint.
 A question one at a time opens its video with 2 decoders, as `sportlens ask` does; with many in flight, with
 1, as the service's workers and the benchmark runner do. Turns stream, so a tool call's frames start decoding
-while the model writes the call's last tokens: the report tells that overlap from the decoding waited for. The
-machine's load average is printed with the figures: on a shared machine they move with it.
+while the model writes the call's last tokens: the report tells that overlap from the decoding waited for. It
+also reports vLLM's CPU seconds per question, engine and API server apart: the engine's, batched, bound what
+8 in flight can reach. The machine's load average is printed with the figures: on a shared machine they move
+with it.
 """
 from __future__ import annotations
 
@@ -128,14 +130,37 @@ def ask(backend: TimedBackend, clip: Path, question: str, threads: int = 2) -> t
         return trajectory, decode_s, overlap_s(timed.spans, model.spans), backend.encode_s() - encoded_before
 
 
-def run_set(backend: TimedBackend, clips: list[Path], tag: str, in_flight: int) -> tuple[float, list]:
-    """Asks a question on every clip, ``in_flight`` at a time: the seconds it took, and what each question cost."""
+def server_cpu_s(api_server_pid: int) -> tuple[float, float]:
+    """CPU seconds used so far by vLLM's engine (every process under the API server) and by its API server
+    (which preprocesses the images).
+
+    On this 2-core machine the engine runs the model on one core (vllm_server.cpu_defaults), so its CPU per
+    question bounds the questions/s that any number in flight can reach.
+    """
+    def seconds(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def descendants(pid: int) -> list[int]:
+        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return children + [grandchild for child in children for grandchild in descendants(child)]
+
+    return sum(map(seconds, descendants(api_server_pid))), seconds(api_server_pid)
+
+
+def run_set(backend: TimedBackend, clips: list[Path], tag: str, in_flight: int,
+            server_pid: int) -> tuple[float, list, tuple[float, float]]:
+    """Asks a question on every clip, ``in_flight`` at a time: the seconds it took, what each question cost, and
+    the engine's and the API server's CPU seconds per question."""
     questions = [f"{tag} {i}: which team commits the foul?" for i in range(len(clips))]
     threads = 2 if in_flight == 1 else 1
+    cpu_before = server_cpu_s(server_pid)
     started = time.perf_counter()
     with ThreadPoolExecutor(in_flight) as pool:
         asked = list(pool.map(lambda pair: ask(backend, *pair, threads=threads), zip(clips, questions)))
-    return time.perf_counter() - started, asked
+    wall = time.perf_counter() - started
+    cpu = tuple((after - before) / len(clips) for before, after in zip(cpu_before, server_cpu_s(server_pid)))
+    return wall, asked, cpu
 
 
 def cache_counters(url: str) -> tuple[float, float]:
@@ -184,23 +209,24 @@ def main() -> None:
             try:
                 ask(backend, warm_up, "warm-up: which team commits the foul?")
                 counted = [cache_counters(server.url)]
-                wall_1, sequential = run_set(backend, one_at_a_time, "one", 1)
+                wall_1, sequential, cpu_1 = run_set(backend, one_at_a_time, "one", 1, server.pid)
                 counted.append(cache_counters(server.url))
                 if caching:
-                    wall_burst, _ = run_set(backend, burst, "burst", n)
-                    wall_n, concurrent = run_set(backend, sustained, "many", n)
+                    wall_burst, _, _ = run_set(backend, burst, "burst", n, server.pid)
+                    wall_n, concurrent, cpu_n = run_set(backend, sustained, "many", n, server.pid)
                     counted.append(cache_counters(server.url))
-                    wall_1_again, _ = run_set(backend, one_at_a_time_again, "one again", 1)
+                    wall_1_again, _, cpu_1_again = run_set(backend, one_at_a_time_again, "one again", 1, server.pid)
             finally:
                 backend.close()
                 vllm_server.stop(port)
             hit_rates = [(hits - hits_before) / max(queries - queries_before, 1.0)
                          for (hits_before, queries_before), (hits, queries) in zip(counted, counted[1:])]
             results[caching] = (start_s, wall_1, sequential, hit_rates) + (
-                (wall_burst, wall_n, concurrent, wall_1_again) if caching else ())
+                (wall_burst, wall_n, concurrent, wall_1_again, cpu_1, cpu_n, cpu_1_again) if caching else ())
 
     load_after = os.getloadavg()[0]
-    start_s, wall_1, sequential, hit_rates, wall_burst, wall_n, concurrent, wall_1_again = results[True]
+    (start_s, wall_1, sequential, hit_rates, wall_burst, wall_n, concurrent, wall_1_again,
+     cpu_1, cpu_n, cpu_1_again) = results[True]
     off_start_s, off_wall_1, off_sequential, _ = results[False]
     turns, off_turns = turn_means(sequential), turn_means(off_sequential)
     steps = [len(t.steps) for t, *_ in sequential + concurrent + off_sequential]
@@ -228,6 +254,12 @@ def main() -> None:
           f"= {one_rate:.2f} q/s")
     print(f"{n} in flight, sustained: {rounds * n} questions in {wall_n:.1f} s = {rounds * n / wall_n:.2f} q/s "
           f"→ {rounds * n / wall_n / one_rate:.2f}× the questions/s of 1 at a time (target ≥ 2×)")
+    engine_1, api_1 = ((a + b) / 2 for a, b in zip(cpu_1, cpu_1_again))
+    engine_n, api_n = cpu_n
+    print(f"vLLM's CPU per question, 1 at a time / {n} in flight: engine {engine_1:.2f} / {engine_n:.2f} s, "
+          f"API server {api_1:.2f} / {api_n:.2f} s; the engine used {engine_n * rounds * n / wall_n:.0%} of a core "
+          f"through the sustained set; on one core its CPU per question bounds {n} in flight at "
+          f"{1 / engine_n:.2f} q/s = {1 / engine_n / one_rate:.2f}× 1 at a time")
     print(f"a burst of {n} at once: {wall_burst:.1f} s = {n / wall_burst:.2f} q/s → {n / wall_burst / one_rate:.2f}×")
     print("prefix cache across turns (caching on): mean latency turn 1/2/3 = " + " / ".join(f"{s:.2f}" for s in turns)
           + f" s 1 at a time; prompt tokens served from the cache: {hit_rates[0]:.0%} 1 at a time, "
