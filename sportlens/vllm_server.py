@@ -258,6 +258,18 @@ def _recorded(port: int) -> int | None:
     return pid if SERVER_MODULE.encode() in command_line and _alive(pid) else None
 
 
+def descendants(pid: int) -> list[int]:
+    """The pids of every process below ``pid`` (a server's engine and workers), whichever of its threads forked them."""
+    found, waiting = [], [pid]
+    while waiting:
+        parent = waiting.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            children = [int(child) for child in (task / "children").read_text().split()]
+            waiting += children
+            found += children
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:

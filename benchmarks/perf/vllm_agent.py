@@ -141,11 +141,7 @@ def server_cpu_s(api_server_pid: int) -> tuple[float, float]:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
-    def descendants(pid: int) -> list[int]:
-        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        return children + [grandchild for child in children for grandchild in descendants(child)]
-
-    return sum(map(seconds, descendants(api_server_pid))), seconds(api_server_pid)
+    return sum(map(seconds, vllm_server.descendants(api_server_pid))), seconds(api_server_pid)
 
 
 def run_set(backend: TimedBackend, clips: list[Path], tag: str, in_flight: int,

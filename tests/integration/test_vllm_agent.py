@@ -160,7 +160,8 @@ def test_eight_concurrent_questions_overlap_and_all_answer(vllm, backend, clip):
 
 
 def test_on_two_cores_or_fewer_the_model_runs_in_the_engine_process_with_no_worker_polling_beside_it(vllm):
-    names = _descendant_names(vllm.server.pid)  # as the kernel keeps them: cut to 15 characters
+    names = [Path(f"/proc/{pid}/comm").read_text().strip()  # as the kernel keeps them: cut to 15 characters
+             for pid in vllm_server.descendants(vllm.server.pid)]
     assert "VLLM::EngineCor" in names
     assert ("VLLM::Worker" in names) == (len(os.sched_getaffinity(0)) > 2)  # see vllm_server.cpu_defaults
 
@@ -237,15 +238,3 @@ def test_a_server_that_cannot_start_reports_why_from_its_log(vllm, tmp_path, unu
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(vllm_server.VLLMError, match=r"exited .*before it served; its log ends:\n"):
         vllm_server.start(tmp_path, port=unused_port, log=lambda message: None)
-
-
-def _descendant_names(pid: int) -> list[str]:
-    """The process names (comm) of every process below ``pid``."""
-    names, waiting = [], [pid]
-    while waiting:
-        parent = waiting.pop()
-        for task in Path(f"/proc/{parent}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                waiting.append(int(child))
-                names.append(Path(f"/proc/{child}/comm").read_text().strip())
-    return names
