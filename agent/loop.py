@@ -17,16 +17,20 @@ from pydantic import BaseModel
 from sportlens.agent import protocol
 from sportlens.agent.backends.base import BackendError, ChatMessage, Generation, ModelBackend
 from sportlens.agent.records import FrameRef, Step, TokenLogprob, Trajectory, VideoSummary
-from sportlens.tools.frames import Frame
+from sportlens.tools.frames import SAMPLERS, Frame, Sampler, call_indices, opening_indices
 
 
 class VideoSource(Protocol):
-    """What the loop needs of a video: its probed info and frames by range (tools.video.Video provides both)."""
+    """What the loop needs of a video: its probed info and exact frames by index (tools.video.Video provides both).
+
+    The loop picks the indices itself (``settings.sampler``), so that one setting decides which frames a
+    question shows, whoever provides them.
+    """
 
     @property
     def info(self): ...
 
-    def choose_frames(self, start: int, end: int, n: int) -> list[Frame]: ...
+    def frames_at(self, indices: list[int]) -> list[Frame]: ...
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class AgentSettings:
     ``score_options`` scores every option of a closed question after the answer (teacher-forced, the
     input of conformal sets); ``answer_samples`` samples that many further final answers at temperature 1
     (the input of sample-based conformal sets for open questions).
+    ``sampler`` names how frames are spread over the video and inside a tool call's range
+    (``tools.frames.Sampler``); keep the default, "centred", alike for serving, training and evaluation.
     """
 
     initial_frames: int = 8
@@ -48,6 +54,7 @@ class AgentSettings:
     constrain: bool = False
     score_options: bool = False
     answer_samples: int = 0
+    sampler: Sampler = "centred"
 
     def __post_init__(self) -> None:
         for name in ("initial_frames", "frames_per_call", "max_turns", "max_tokens_per_turn"):
@@ -57,6 +64,8 @@ class AgentSettings:
             raise ValueError("answer_samples must be ≥ 0")
         if self.temperature < 0:
             raise ValueError("temperature must be ≥ 0")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}")
 
 
 class AgentEvent(BaseModel):
@@ -71,12 +80,12 @@ class AgentEvent(BaseModel):
 def opening_messages(
     video: VideoSource, question: str, options: list[str] | None, settings: AgentSettings
 ) -> tuple[list[Frame], list[ChatMessage]]:
-    """The initial frames, uniform over the whole video, and the chat the model first sees: system prompt, question.
+    """The initial frames, spread over the whole video, and the chat the model first sees: system prompt, question.
 
     Public so that whatever compares models on a first turn gives them exactly the input the loop would.
     """
     info = video.info
-    initial = video.choose_frames(0, info.frames - 1, min(settings.initial_frames, info.frames))
+    initial = video.frames_at(opening_indices(info.frames, settings.initial_frames, settings.sampler))
     messages = [
         protocol.system_message(
             total_frames=info.frames,
@@ -137,7 +146,7 @@ def answer_question(
             if settings.constrain
             else None
         )
-        early = None if last else _EarlyFrames(video, settings.frames_per_call, rule_broken)
+        early = None if last else _EarlyFrames(video, settings, rule_broken)
         call_started = time.perf_counter()
         try:
             generation = backend.generate(
@@ -236,8 +245,10 @@ class _EarlyFrames:
     or without a streaming backend; only the wait for frames after the model's turn shrinks.
     """
 
-    def __init__(self, video: VideoSource, n: int, rule_broken: Callable[[tuple[int, int]], str | None]) -> None:
-        self._video, self._n, self._rule_broken = video, n, rule_broken
+    def __init__(
+        self, video: VideoSource, settings: AgentSettings, rule_broken: Callable[[tuple[int, int]], str | None]
+    ) -> None:
+        self._video, self._settings, self._rule_broken = video, settings, rule_broken
         self._range: tuple[int, int] | None = None
         self._fetch: Future[list[Frame]] | None = None
 
@@ -254,7 +265,7 @@ class _EarlyFrames:
 
     def _decode(self, fetch: Future[list[Frame]], frame_range: tuple[int, int]) -> None:
         try:
-            fetch.set_result(self._video.choose_frames(*frame_range, self._n))
+            fetch.set_result(self._decode_now(frame_range))
         except BaseException as error:  # handed to whoever uses the frames, as if they had decoded them
             fetch.set_exception(error)
 
@@ -264,7 +275,11 @@ class _EarlyFrames:
             fetch, self._fetch = self._fetch, None
             return fetch.result()
         self.settle()
-        return self._video.choose_frames(*frame_range, self._n)
+        return self._decode_now(frame_range)
+
+    def _decode_now(self, frame_range: tuple[int, int]) -> list[Frame]:
+        settings = self._settings
+        return self._video.frames_at(call_indices(*frame_range, settings.frames_per_call, settings.sampler))
 
     def settle(self) -> None:
         """Wait for an early decoding that nothing will use (a retried stream wrote another range, or the call failed)."""

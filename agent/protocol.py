@@ -1,8 +1,17 @@
-"""The agent protocol v1 (DESIGN.md): the prompts the model sees, the parser of what it says, the rules a tool call obeys.
+"""The agent protocol v2 (DESIGN.md): the prompts the model sees, the parser of what it says, the rules a tool call obeys.
 
 The protocol is DeepSport's "think with videos" loop in the hermes tool-call form that Qwen-VL models,
 vLLM's hermes parser and TRL understand. Serving, benchmarks and training all go through this module, so
 what is trained is exactly what is served.
+
+What changed from v1 to v2 (FrameThinker-RL's checks, which DeepSport adopts; benchmarks/README.md compares):
+
+- width: v1 accepted a range holding n frames (``end - start + 1 >= n``); v2 rejects ``start >= end - n``,
+  so a range holds at least n frames strictly inside it.
+- repeats: v1 rejected an exact repeat of an earlier call; v2 counts the whole video ``(0, N-1)`` as already
+  seen (the initial frames sample it) and rejects a range within one frame of an earlier one at both ends.
+- sampling: the frames inside a range are a named setting (``tools.frames.Sampler``); ``"centred"``, v1's
+  only sampler, stays the default everywhere.
 """
 from __future__ import annotations
 
@@ -28,7 +37,8 @@ TOOL_SCHEMA = {
                     "items": {"type": "integer"},
                     "minItems": 2,
                     "maxItems": 2,
-                    "description": "[start, end], raw frame indices, start < end",
+                    "description": "[start, end], raw frame indices, with more frames strictly between start and end "
+                    "than the call returns",
                 }
             },
             "required": ["frame_range"],
@@ -42,7 +52,7 @@ Think inside <think></think>. Then do exactly one of:
 - look closer: call the tool to get {frames_per_call} frames sampled uniformly inside a range of frame indices:
 <tool_call>{{"name": "choose_frames", "arguments": {{"frame_range": [start, end]}}}}</tool_call>
 - answer: <answer>your answer</answer> (for a multiple-choice question, the option letter only).
-A range must lie inside the video (0 to {last_frame}), have start < end, span at least {frames_per_call} frames, and not repeat an earlier range.
+A range must lie inside the video (0 to {last_frame}) and have start < end - {frames_per_call}, so that at least {frames_per_call} frames lie strictly between start and end. It must not repeat the whole video or an earlier range, not even off by one frame at either end.
 You have at most {max_turns} turns; the last one must answer.
 
 <tools>
@@ -146,16 +156,25 @@ def _parse_tool_call(body: str) -> tuple[tuple[int, int] | None, str | None]:
 def check_frame_range(
     frame_range: tuple[int, int], *, total_frames: int, frames_per_call: int, earlier: list[tuple[int, int]]
 ) -> str | None:
-    """The rule a tool call breaks, or None when the video can serve it."""
+    """The rule a tool call breaks, or None when the video can serve it.
+
+    ``earlier`` holds the ranges already served; the whole video counts as served too, since the initial
+    frames sample it. A range within one frame of a served one at both ends is a repeat: its frames would
+    be (nearly) those already shown, so the call teaches nothing.
+    """
     start, end = frame_range
     if start >= end:
         return f"frame_range [{start}, {end}] must have start < end"
     if start < 0 or end > total_frames - 1:
         return f"frame_range [{start}, {end}] leaves the video (frames 0 to {total_frames - 1})"
-    if end - start + 1 < frames_per_call:
-        return f"frame_range [{start}, {end}] is narrower than {frames_per_call} frames"
-    if frame_range in earlier:
-        return f"frame_range [{start}, {end}] repeats an earlier call"
+    if start >= end - frames_per_call:
+        return (f"frame_range [{start}, {end}] holds {end - start - 1} frames strictly inside it, fewer "
+                f"than {frames_per_call}: start must be below end - {frames_per_call}")
+    whole = (0, total_frames - 1)
+    for seen in (whole, *earlier):
+        if abs(start - seen[0]) <= 1 and abs(end - seen[1]) <= 1:
+            what = "the whole video, which the initial frames already sample" if seen == whole else "an earlier call"
+            return f"frame_range [{start}, {end}] repeats {what} [{seen[0]}, {seen[1]}] (within one frame at each end)"
     return None
 
 
@@ -231,7 +250,8 @@ def turn_constraint(
     """A regular expression that a protocol-valid turn matches; backends use it to keep any model in the protocol.
 
     It bounds the thought, forces the tool call's JSON shape and, for closed questions, an option letter.
-    Whether a range is inside the video is left to ``check_frame_range``: a regex cannot say it simply.
+    Whether a range is inside the video, wide enough and new is left to ``check_frame_range``: a regex cannot
+    say it simply.
     """
     digits = len(str(max(total_frames - 1, 1)))
     number = rf"(0|[1-9][0-9]{{0,{digits - 1}}})"

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROTOCOL_VERSION = "v1"
+PROTOCOL_VERSION = "v2"  # v1 -> v2: FrameThinker's range checks (agent/protocol.py says what changed)
 
 
 class FrameRef(BaseModel):

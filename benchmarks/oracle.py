@@ -125,17 +125,28 @@ def _requested_ranges(messages: list[ChatMessage]) -> list[tuple[int, int]]:
 def _widen(
     window: tuple[int, int], frames_per_call: int, last_frame: int, requested: list[tuple[int, int]]
 ) -> tuple[int, int] | None:
-    """The event window grown round its centre until it holds a tool call's frames and was not asked before."""
+    """The narrowest range round the event window's centre that ``protocol.check_frame_range`` accepts.
+
+    The window grows until it holds a tool call's frames strictly inside it (start < end - n), then by two
+    frames at each end while it repeats the whole video or an earlier call: one frame would still be a repeat.
+    """
     start, end = window
+    grow = max(0, frames_per_call + 1 - (end - start))
+    start, end = start - grow // 2 - grow % 2, end + grow // 2
     for _ in range(12):
-        if end - start + 1 < frames_per_call:
-            grow = frames_per_call - (end - start + 1)
-            start, end = start - grow // 2 - grow % 2, end + grow // 2
-        if start < 0:
-            start, end = 0, end - start
-        if end > last_frame:
-            start, end = max(0, start - (end - last_frame)), last_frame
-        if end - start + 1 >= frames_per_call and (start, end) not in requested:
-            return start, end
-        start, end = start - 1, end + 1
+        candidate = _inside(start, end, last_frame)
+        if protocol.check_frame_range(
+            candidate, total_frames=last_frame + 1, frames_per_call=frames_per_call, earlier=requested
+        ) is None:
+            return candidate
+        start, end = start - 2, end + 2
     return None
+
+
+def _inside(start: int, end: int, last_frame: int) -> tuple[int, int]:
+    """The range shifted to lie inside the video, cut to the whole video where it is wider."""
+    if start < 0:
+        start, end = 0, end - start
+    if end > last_frame:
+        start, end = max(0, start - (end - last_frame)), last_frame
+    return start, end

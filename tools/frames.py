@@ -1,8 +1,18 @@
-"""The frame record every layer above passes around, and how frame indices are sampled."""
+"""The frame record every layer above passes around, and how frame indices are sampled.
+
+Which frames a question shows is a named choice, ``Sampler``, never an accident:
+
+- ``"centred"`` (the default everywhere: serving, training, evaluation): the centre of each of n equal bins,
+  for the initial frames over the whole video and for a tool call over its range [start, end];
+- ``"framethinker"`` (FrameThinker-RL's): ``numpy.linspace`` truncated to integers, over the whole video for
+  the initial frames (so they include the first and the last frame) and over ``[start + 1, end - 1]`` for a
+  tool call (the range's own endpoints are excluded).
+"""
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -47,3 +57,43 @@ def uniform_indices(start: int, end: int, n: int) -> list[int]:
     if n < 1 or width < n:
         raise ValueError(f"cannot take {n} distinct frames from [{start}, {end}]")
     return [start + int((i + 0.5) * width / n) for i in range(n)]
+
+
+Sampler = Literal["centred", "framethinker"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+
+
+def linspace_indices(start: int, end: int, n: int) -> list[int]:
+    """n frame indices at ``numpy.linspace(start, end, n)`` truncated to integers: both ends included.
+
+    FrameThinker's spacing, kept exactly as it computes it (duplicates dropped, as its ``set`` drops them); a
+    window at least n frames wide has none, since the step is then at least one frame.
+    """
+    if n < 1 or end - start + 1 < n:
+        raise ValueError(f"cannot take {n} distinct frames from [{start}, {end}]")
+    return sorted({int(value) for value in np.linspace(start, end, n)})
+
+
+def opening_indices(total_frames: int, k: int, sampler: Sampler = "centred") -> list[int]:
+    """The initial frames of a question: k spread over the whole video (every frame of a video shorter than k)."""
+    k = min(k, total_frames)
+    if _checked(sampler) == "centred":
+        return uniform_indices(0, total_frames - 1, k)
+    return linspace_indices(0, total_frames - 1, k)
+
+
+def call_indices(start: int, end: int, n: int, sampler: Sampler = "centred") -> list[int]:
+    """The n frames a tool call on [start, end] returns: centred bins over it, or linspace strictly inside it.
+
+    The protocol's width rule (start < end - n) leaves at least n frames strictly inside the range, so both
+    samplers always find n distinct frames in a range the protocol accepts.
+    """
+    if _checked(sampler) == "centred":
+        return uniform_indices(start, end, n)
+    return linspace_indices(start + 1, end - 1, n)
+
+
+def _checked(sampler: str) -> str:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+    return sampler

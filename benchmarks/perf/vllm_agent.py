@@ -99,10 +99,10 @@ class TimedVideo:
     def info(self):
         return self.video.info
 
-    def choose_frames(self, start: int, end: int, n: int):
+    def frames_at(self, indices: list[int]):
         started = time.perf_counter()
         try:
-            return self.video.choose_frames(start, end, n)
+            return self.video.frames_at(indices)
         finally:
             self.spans.append((started, time.perf_counter()))
 

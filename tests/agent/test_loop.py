@@ -14,7 +14,7 @@ import pytest
 from sportlens.agent.backends.base import BackendError, ChatMessage, Generation
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import TokenLogprob
-from sportlens.tools.frames import Frame
+from sportlens.tools.frames import Frame, call_indices
 from sportlens.tools.testclips import read_index, write_index_clip
 from sportlens.tools.video import CorruptVideo, Video
 
@@ -96,24 +96,31 @@ def test_tool_call_then_answer_shows_exactly_the_requested_frames(clip, streams)
 
 
 class RecordingVideo:
-    """A real Video that notes each range it is asked for, and signals when a decoding has begun."""
+    """A real Video that notes the frames each tool call asks it for, and signals when a decoding has begun."""
 
     def __init__(self, video: Video, *, tool_fails_with: Exception | None = None) -> None:
         self.video, self.asked, self.decoding = video, [], threading.Event()
         self.tool_fails_with = tool_fails_with
+        self.opened = False
 
     @property
     def info(self):
         return self.video.info
 
-    def choose_frames(self, start, end, n):
-        if (start, end) != (0, self.info.frames - 1):  # the initial frames are not a tool call's
-            self.asked.append((start, end))
+    def frames_at(self, indices):
+        if self.opened:  # the first request is the initial frames, not a tool call's
+            self.asked.append(list(indices))
             self.decoding.set()
             if self.tool_fails_with:
                 time.sleep(0.2)  # fail after the loop has begun waiting for these frames
                 raise self.tool_fails_with
-        return self.video.choose_frames(start, end, n)
+        self.opened = True
+        return self.video.frames_at(indices)
+
+
+def served(start, end):
+    """The frames a tool call on [start, end] is served with the default sampler."""
+    return call_indices(start, end, 8)
 
 
 def test_a_streamed_tool_call_decodes_its_frames_before_the_turn_ends(clip):
@@ -129,7 +136,7 @@ def test_a_streamed_tool_call_decodes_its_frames_before_the_turn_ends(clip):
         model.on_streamed = after_piece
         trajectory = answer_question(video, "Was it a foul?", model, options=["A) yes", "B) no"])
     assert decoding_when_streamed == [True]
-    assert video.asked == [(100, 179)]  # decoded once, early, and used
+    assert video.asked == [served(100, 179)]  # decoded once, early, and used
     tool_frames = frames_in(model.seen[1][-1])
     assert [read_index(f.image) for f in tool_frames] == [r.index for r in trajectory.steps[0].frames_shown]
     assert all(100 <= f.index <= 179 for f in tool_frames) and len(tool_frames) == 8
@@ -140,7 +147,7 @@ def test_a_retried_stream_that_writes_another_range_gets_the_frames_of_the_final
     with Video(clip) as opened:
         video = RecordingVideo(opened)
         trajectory = answer_question(video, "Was it a foul?", model, options=["A) yes", "B) no"])
-    assert video.asked == [(100, 179), (20, 99)]
+    assert video.asked == [served(100, 179), served(20, 99)]
     assert trajectory.steps[0].frame_range == (20, 99)
     tool_frames = frames_in(model.seen[1][-1])
     assert [read_index(f.image) for f in tool_frames] == [r.index for r in trajectory.steps[0].frames_shown]
@@ -153,7 +160,7 @@ def test_a_call_that_fails_after_writing_its_range_leaves_no_decoding_behind(cli
         video = RecordingVideo(opened)
         with pytest.raises(BackendError, match="went away"):
             answer_question(video, "Was it a foul?", model)
-        assert video.asked == [(100, 179)]
+        assert video.asked == [served(100, 179)]
         assert not [thread for thread in threading.enumerate() if thread.name == "early-frames"]
 
 
@@ -164,17 +171,21 @@ def test_an_early_decoding_that_fails_raises_its_error_from_the_loop(clip):
         video = RecordingVideo(opened, tool_fails_with=CorruptVideo("clip.mp4 is damaged: decoding frame 110 failed"))
         with pytest.raises(CorruptVideo, match="frame 110"):
             answer_question(video, "Was it a foul?", model)
-    assert video.asked == [(100, 179)]
+    assert video.asked == [served(100, 179)]
 
 
-def test_a_streamed_range_that_breaks_a_rule_is_not_decoded(clip):
-    model = ScriptedModelFake([call(100, 179), call(100, 179), answer("A")])
+@pytest.mark.parametrize(("repeat", "words"), [
+    (call(101, 178), "repeats an earlier call [100, 179]"),  # a near repeat: one frame off at each end
+    (call(0, 298), "repeats the whole video"),
+])
+def test_a_streamed_range_that_breaks_a_rule_is_not_decoded(clip, repeat, words):
+    model = ScriptedModelFake([call(100, 179), repeat, answer("A")])
     with Video(clip) as opened:
         video = RecordingVideo(opened)
         trajectory = answer_question(video, "Was it a foul?", model, options=["A) yes", "B) no"])
-    assert video.asked == [(100, 179)]  # the repeat was neither decoded early nor served
+    assert video.asked == [served(100, 179)]  # the repeat was neither decoded early nor served
     assert [s.action for s in trajectory.steps] == ["choose_frames", "invalid", "answer"]
-    assert "repeats an earlier call" in trajectory.steps[1].format_error
+    assert words in trajectory.steps[1].format_error
 
 
 def test_each_frame_is_preceded_by_its_label(clip):
@@ -188,15 +199,27 @@ def test_each_frame_is_preceded_by_its_label(clip):
             assert part.label() == f"frame {part.index} ({part.index / 30:.1f}s):"
 
 
-def test_repeated_interval_is_reported_once_and_recorded(clip):
-    model = ScriptedModelFake([call(0, 99), call(0, 99), answer("A")])
+@pytest.mark.parametrize("repeat", [(0, 99), (1, 100), (0, 98)], ids=["exact", "one later", "one shorter"])
+def test_repeated_interval_is_reported_once_and_recorded(clip, repeat):
+    model = ScriptedModelFake([call(0, 99), call(*repeat), answer("A")])
     with Video(clip) as video:
         trajectory = answer_question(video, "q?", model, options=["A) x", "B) y"])
     assert [s.action for s in trajectory.steps] == ["choose_frames", "invalid", "answer"]
-    assert "repeats" in trajectory.steps[1].format_error
-    report = model.seen[2][-1]
-    assert "format error" in report.text() and "repeats" in report.text()
+    assert "repeats an earlier call [0, 99]" in trajectory.steps[1].format_error
+    reports = [m for m in model.seen[2] if "format error" in m.text()]
+    assert len(reports) == 1 and "repeats" in reports[0].text()
     assert trajectory.format_errors == 1 and trajectory.answer == "A"
+
+
+def test_the_whole_video_is_reported_once_as_a_repeat_then_the_model_must_answer(clip):
+    model = ScriptedModelFake([call(0, 299), call(1, 298), answer("A")])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "q?", model, options=["A) x", "B) y"])
+    assert [s.action for s in trajectory.steps] == ["invalid", "invalid", "answer"]
+    assert all("repeats the whole video" in s.format_error for s in trajectory.steps[:2])
+    reports = [m for m in model.seen[2] if "format error" in m.text()]
+    assert len(reports) == 1 and "last turn" in model.seen[2][-1].text()
+    assert trajectory.format_errors == 2 and trajectory.frames_used == 8
 
 
 def test_second_format_error_is_not_reported_and_forces_the_answer(clip):
@@ -220,13 +243,38 @@ def test_the_last_turn_must_answer(clip):
     assert "last turn" in model.seen[1][-1].text()
 
 
-@pytest.mark.parametrize(("bad_call", "words"), [(call(50, 20), "start < end"), (call(250, 400), "leaves"), (call(10, 12), "narrower")])
+@pytest.mark.parametrize(("bad_call", "words"), [
+    (call(50, 20), "start < end"), (call(250, 400), "leaves"), (call(10, 18), "7 frames strictly inside it, fewer than 8"),
+])
 def test_invalid_ranges_are_format_errors_without_frames(clip, bad_call, words):
     model = ScriptedModelFake([bad_call, answer("free text answer")])
     with Video(clip) as video:
         trajectory = answer_question(video, "What happened?", model)
     assert words in trajectory.steps[0].format_error and trajectory.steps[0].frames_shown == []
     assert trajectory.answer == "free text answer" and trajectory.frames_used == 8
+
+
+def test_a_range_with_n_frames_strictly_inside_it_is_served(clip):
+    model = ScriptedModelFake([call(10, 19), answer("A")])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "q?", model)
+    assert trajectory.steps[0].action == "choose_frames" and len(trajectory.steps[0].frames_shown) == 8
+
+
+def test_the_framethinker_sampler_reaches_the_initial_frames_and_the_tool(clip):
+    model = ScriptedModelFake([call(10, 19), answer("A")])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "q?", model, settings=AgentSettings(sampler="framethinker"))
+    initial = frames_in(model.seen[0][1])
+    assert [read_index(f.image) for f in initial] == [r.index for r in trajectory.initial_frames]
+    assert initial[0].index == 0 and initial[-1].index == 299  # the first and the last frame
+    tool_frames = frames_in(model.seen[1][-1])
+    assert [read_index(f.image) for f in tool_frames] == list(range(11, 19))  # the range's ends excluded
+    default = ScriptedModelFake([call(10, 19), answer("A")])
+    with Video(clip) as video:
+        centred = answer_question(video, "q?", default)
+    assert [r.index for r in centred.steps[0].frames_shown] == served(10, 19) != list(range(11, 19))
+    assert centred.initial_frames[0].index > 0 and centred.initial_frames[-1].index < 299
 
 
 def test_closed_answers_are_normalised_to_the_option_letter(clip):
@@ -254,3 +302,5 @@ def test_empty_question_and_bad_settings_are_refused(clip):
         answer_question(video, "  ", ScriptedModelFake([]))
     with pytest.raises(ValueError, match="max_turns"):
         AgentSettings(max_turns=0)
+    with pytest.raises(ValueError, match="sampler must be one of centred, framethinker"):
+        AgentSettings(sampler="uniform")

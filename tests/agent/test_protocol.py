@@ -64,8 +64,8 @@ def test_malformed_turns_are_invalid_with_a_named_error(text, error_words):
         ((60, 40), "start < end"),
         ((-1, 40), "leaves the video"),
         ((10, 300), "leaves the video"),
-        ((10, 15), "narrower than 8"),
-        ((0, 99), "repeats"),
+        ((10, 15), "fewer than 8"),
+        ((0, 99), "repeats an earlier call"),
     ],
 )
 def test_frame_range_rules(frame_range, error_words):
@@ -73,9 +73,38 @@ def test_frame_range_rules(frame_range, error_words):
     assert error_words in error
 
 
-def test_a_valid_range_breaks_no_rule():
-    assert protocol.check_frame_range((0, 7), total_frames=300, frames_per_call=8, earlier=[(0, 99)]) is None
-    assert protocol.check_frame_range((292, 299), total_frames=300, frames_per_call=8, earlier=[]) is None
+def rule(frame_range, earlier=(), total_frames=300):
+    return protocol.check_frame_range(frame_range, total_frames=total_frames, frames_per_call=8, earlier=list(earlier))
+
+
+def test_a_range_must_hold_n_frames_strictly_inside_it():
+    """FrameThinker's width rule: start >= end - n is refused, so [s, s + n] (n - 1 frames inside) is too narrow."""
+    assert "holds 7 frames strictly inside it, fewer than 8" in rule((100, 108))  # start = end - n
+    assert rule((100, 109)) is None  # start = end - n - 1: frames 101..108 lie inside
+    assert rule((0, 8)) is not None and rule((0, 9)) is None
+    assert rule((290, 299)) is None
+
+
+def test_the_whole_video_counts_as_already_seen():
+    for whole in [(0, 299), (1, 299), (0, 298), (1, 298)]:
+        assert "repeats the whole video" in rule(whole)
+    assert rule((2, 299)) is None and rule((0, 297)) is None
+
+
+@pytest.mark.parametrize("near", [(100, 200), (99, 200), (101, 200), (100, 199), (100, 201), (99, 201), (101, 199)])
+def test_a_range_within_one_frame_of_an_earlier_one_at_both_ends_repeats_it(near):
+    assert "repeats an earlier call [100, 200]" in rule(near, earlier=[(40, 60), (100, 200)])
+
+
+@pytest.mark.parametrize("apart", [(98, 200), (102, 200), (100, 198), (100, 202), (98, 202), (102, 198), (99, 202)])
+def test_a_range_two_frames_off_an_earlier_one_at_either_end_is_new(apart):
+    assert rule(apart, earlier=[(100, 200)]) is None
+
+
+def test_the_system_prompt_states_the_v2_rules():
+    text = protocol.system_message(total_frames=300, fps=30.0, initial_frames=8, frames_per_call=8, max_turns=5).text()
+    assert "start < end - 8" in text and "at least 8 frames lie strictly between start and end" in text
+    assert "must not repeat the whole video or an earlier range, not even off by one frame" in text
 
 
 @pytest.mark.parametrize(("partial", "written"), [

@@ -2,9 +2,9 @@
 import json
 
 from sportlens.agent.loop import AgentSettings, answer_question
-from sportlens.agent.protocol import parse_turn
+from sportlens.agent.protocol import check_frame_range, parse_turn
 from sportlens.agent.records import QAItem
-from sportlens.benchmarks.oracle import UNSEEN_ANSWER, OraclePolicy
+from sportlens.benchmarks.oracle import UNSEEN_ANSWER, OraclePolicy, _widen
 from sportlens.benchmarks.scoring import score_answer
 from sportlens.tools.video import Video
 
@@ -42,8 +42,10 @@ def test_an_event_missed_by_the_initial_frames_is_found_with_one_tool_call(sim_d
             break
     assert missed is not None, "no foul missed by 8 uniform frames in the fixture"
     call, answer = missed.steps
-    assert call.action == "choose_frames" and call.frame_range == tuple(item.event_window)
-    assert all(start <= f.index <= end for f in call.frames_shown)
+    assert call.action == "choose_frames"
+    call_start, call_end = call.frame_range  # the narrowest range round the window with 8 frames strictly inside
+    assert call_start <= start and end <= call_end and call_end - call_start == max(end - start, 9)
+    assert sum(start <= f.index <= end for f in call.frames_shown) >= 7
     assert answer.action == "answer" and missed.answer == item.answer
     assert missed.frames_used == 16
 
@@ -70,3 +72,20 @@ def test_a_window_shown_without_its_cue_is_not_evidence(sim_dataset):
         trajectory = answer_question(video, item.question, blind, options=item.options, settings=AgentSettings(max_turns=2))
     assert trajectory.steps[0].action == "choose_frames"
     assert "guess" in trajectory.steps[-1].thought
+
+
+def test_the_oracle_asks_for_the_narrowest_range_the_protocol_accepts_and_never_a_near_repeat():
+    asked = []
+    for _ in range(3):
+        frame_range = _widen((101, 109), 8, 299, asked)
+        assert check_frame_range(frame_range, total_frames=300, frames_per_call=8, earlier=asked) is None
+        asked.append(frame_range)
+    assert asked == [(100, 109), (98, 111), (96, 113)]  # one frame wider would still repeat the last call
+    assert _widen((0, 3), 8, 299, []) == (0, 9)  # grown inside the video
+    assert _widen((0, 3), 8, 299, [(0, 9)]) == (0, 13)
+    assert _widen((290, 299), 8, 299, []) == (290, 299)
+
+
+def test_the_oracle_never_asks_for_the_whole_video_again():
+    assert _widen((0, 299), 8, 299, []) is None
+    assert _widen((1, 298), 8, 299, []) is None

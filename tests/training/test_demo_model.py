@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
+from sportlens.agent.records import PROTOCOL_VERSION
 from sportlens.training.demo_model import SPECIAL_TOKENS, build_demo_model
 
 
@@ -120,7 +121,7 @@ def test_manifest_says_what_the_checkpoint_is(demo_model_dir: Path) -> None:
     manifest = json.loads((demo_model_dir / "manifest.json").read_text())
     assert manifest["base_architecture"] == "Qwen2_5_VLForConditionalGeneration"
     assert manifest["stages"] == ["random-init demo"]
-    assert manifest["protocol_version"] == "v1"
+    assert manifest["protocol_version"] == PROTOCOL_VERSION
     assert "random" in manifest["note"]
 
 

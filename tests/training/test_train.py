@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from sportlens.agent.records import PROTOCOL_VERSION
 from sportlens.cli import main
 
 SFT = {"learning_rate": 1e-3, "max_steps": 2}
@@ -86,7 +87,7 @@ def test_export_ships_the_calibration_and_ask_loads_it_unchanged(sft_checkpoint,
                  "--eval-summary", str(summary)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["calibration_artifact"] == "calibration.json" and (out / "calibration.json").is_file()
-    assert manifest["eval_summary"] == {"accuracy": 0.5} and manifest["protocol_version"] == "v1"
+    assert manifest["eval_summary"] == {"accuracy": 0.5} and manifest["protocol_version"] == PROTOCOL_VERSION
     assert manifest["base_architecture"] == "Qwen2_5_VLForConditionalGeneration"
     capsys.readouterr()
     video = sim_qa.parent / "clips" / "soccer_00000.mp4"
