@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+DATASET_FORMATS = ("auto", "qa", "sportr", "deepsport", "videor1", "sportu")  # loaders.FORMATS, without importing it
 
 
 class _BadInput(Exception):
@@ -33,8 +34,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     synth.set_defaults(run=_guarded(_synth))
 
     bench = commands.add_parser("bench", help="run the agent and its baselines on a dataset and write a report")
-    bench.add_argument("dataset", type=Path, help="QA JSONL, SportR JSON or DeepSport-style JSON/JSONL")
-    bench.add_argument("--format", default="auto", choices=("auto", "qa", "sportr", "deepsport"))
+    bench.add_argument("dataset", type=Path,
+                       help="QA JSONL, SportR JSON, DeepSport-style, Video-R1 or SPORTU-video JSON/JSONL")
+    bench.add_argument("--format", default="auto", choices=DATASET_FORMATS,
+                       help="the dataset's layout (default: told apart by its fields); benchmarks/loaders.py lists them")
     bench.add_argument("--out", type=Path, required=True, help="folder for results.jsonl and the report")
     bench.add_argument("--model", type=Path, help="checkpoint run in-process (default: the demo model)")
     bench.add_argument("--backend-url", help="an OpenAI-compatible server (vLLM) instead of in-process")

@@ -1,7 +1,9 @@
-"""Benchmark datasets in, QAItems out: our JSONL, SportR's annotation JSON and DeepSport-style sets.
+"""Benchmark datasets in, QAItems out: our JSONL, SportR's annotation JSON, DeepSport-style sets, Video-R1's
+training and eval JSON, and SPORTU's video JSON, each read as its authors publish it.
 
 Video paths that are not absolute are relative to the dataset file's folder. A malformed record raises
-:class:`DatasetError` naming the file and the line the record starts on.
+:class:`DatasetError` in one line naming the file, the line the record starts on (and, in a list of records,
+its index) and the field.
 
 Layouts
 -------
@@ -24,10 +26,37 @@ Q8–Q13; this is the layout we accept, built from the paper's description)::
   Q5 evidence box (pixels of the image) · Q6/Q12 offensive tactic · Q7/Q13 defensive tactic. Any question may be
   absent; each may carry its own "question" text (else SportR's wording below) and "explanation". Options are a
   list (lettered A, B, … in order; "A) text" is also fine) or a {letter: text} object; an answer is a letter or
-  an option's text. An image question is asked about a still clip made from the image.
+  an option's text. Q2/Q3/Q6/Q7 and their video twins without options are SportR's open-ended form: open
+  questions answered in free text. An image question is asked about a still clip made from the image.
 
 ``deepsport`` — a JSON list, or JSONL, of ``{"question", "options"?, "answer", "dimension", "video", "id"?,
 "sport"?, "task"?, "event_window"?, "split"?}``; closed when it has options, open otherwise.
+
+``videor1`` — Video-R1's JSON list (or JSONL) of records: Video-R1-260k and Video-R1-COT-165k (which FrameThinker
+trains on too) and the Video-R1-eval files (github.com/tulerfeng/Video-R1)::
+
+    {"problem_id": 2, "problem": "What appears on the screen ...?", "data_type": "video",
+     "problem_type": "multiple choice", "options": ["A. A YouTube subscription notification", ...],
+     "solution": "<answer>A</answer>", "path": "./LLaVA-Video-178K/.../ytb_7nRmsEw7nsE.mp4",
+     "data_source": "LLaVA-Video-178K/30_60_s_youtube_v0_1"}
+
+  "multiple choice" becomes a choice question (options in our "A) text" form, the letter inside <answer>);
+  "numerical", "regression", "OCR" and "free-form" become open questions answered by the text inside <answer>.
+  The id is problem_id, the task is problem_type; "path" is relative to the file's folder, as Video-R1's own
+  scripts read it; "process" (the SFT chain of thought) and "data_source" are not needed.
+
+``sportu`` — SPORTU-video's SportU_Video_mc.json and SportU_video_oe.json (github.com/chili-lab/SPORTU)::
+
+    {"id": "soccer_267", "question": "What main color jersey is the offensive team wearing?",
+     "options": {"A": "red & white", ...}, "answer": "D", "difficulty level": "medium"}
+    {"id": "baseball_311", "question": "Why did the rule violation occur in the video?",
+     "answer": "pitcher in white balks", "difficulty level": "hard"}
+
+  "id" names the clip, not the question (a clip has up to ten), so an item's id is "<clip id>-<record index>".
+  Options are a {letter: text-or-number} object or a list; an answer is a letter, an option's text or number.
+  The difficulty ("easy", "medium", "hard"), by which SPORTU reports, is the task and level 1–3; the sport is
+  the id's prefix. The clip is "<clip id>.mp4" found up to two folders below the file (SPORTU's Drive zips
+  unpack one folder per sport, Soccer/soccer_267.mp4), else beside it.
 """
 from __future__ import annotations
 
@@ -41,7 +70,7 @@ from pydantic import ValidationError
 
 from sportlens.agent.records import QAItem
 
-FORMATS = ("auto", "qa", "sportr", "deepsport")
+FORMATS = ("auto", "qa", "sportr", "deepsport", "videor1", "sportu")
 
 # SportR question number -> (task, level, answer type, dimension, default wording)
 SPORTR_QUESTIONS = {
@@ -55,6 +84,8 @@ SPORTR_QUESTIONS = {
     7: ("defensive_tactic", 6, "choice", "assessment & coaching", "Which defensive tactic is used?"),
 }
 SPORTR_VIDEO_QUESTIONS = {8: 1, 9: 2, 10: 3, 11: 4, 12: 6, 13: 7}
+VIDEOR1_OPEN_TYPES = ("numerical", "regression", "OCR", "free-form")
+SPORTU_LEVELS = {"easy": 1, "medium": 2, "hard": 3}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
@@ -92,8 +123,10 @@ def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
     elif format == "sportr":
         items = _sportr(path, text)
     else:
-        records = _jsonl(path, text) if path.suffix == ".jsonl" else _json_array(path, text, _parse(path, text))
-        items = [_deepsport_item(path, line, number, record) for number, (line, record) in enumerate(records)]
+        read = {"deepsport": _deepsport_item, "videor1": _videor1_item, "sportu": _sportu_item}[format]
+        items = [read(path, line, number, record) for number, (line, record) in enumerate(_records(path, text, format))]
+        if format == "sportu":
+            items = _with_sportu_clips(items, path.parent)
     seen: dict[str, int] = {}
     for item in items:
         if item.id in seen:
@@ -105,14 +138,23 @@ def load_dataset(path: str | Path, format: str = "auto") -> Dataset:
 def _detect(path: Path, text: str) -> str:
     if path.suffix == ".jsonl":
         for line, record in _jsonl(path, text):
-            return "qa" if "answer_type" in record else "deepsport"
+            return "qa" if "answer_type" in record else _record_format(record)
         raise DatasetError(f"{path}: the file holds no records")
     data = _parse(path, text)
     if isinstance(data, dict) and ({"images", "videos"} & data.keys()):
         return "sportr"
     if isinstance(data, list):
-        return "deepsport"
-    raise DatasetError(f"{path}:1: neither SportR's {{\"images\", \"videos\"}} object nor a DeepSport list of records")
+        return _record_format(data[0]) if data and isinstance(data[0], dict) else "deepsport"
+    raise DatasetError(f"{path}:1: neither SportR's {{\"images\", \"videos\"}} object nor a list of records")
+
+
+def _record_format(record: dict) -> str:
+    """Which list-of-records layout a record belongs to, by the fields only that layout has."""
+    if "problem_type" in record or "solution" in record:
+        return "videor1"
+    if "difficulty level" in record:
+        return "sportu"
+    return "deepsport"
 
 
 def _parse(path: Path, text: str):
@@ -135,6 +177,17 @@ def _jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
             raise DatasetError(f"{path}:{number}: a record must be a JSON object")
         records.append((number, record))
     return records
+
+
+def _records(path: Path, text: str, format: str) -> list[tuple[int, dict]]:
+    """The records of a JSONL file or of a JSON list, each with the line it starts on."""
+    if path.suffix == ".jsonl":
+        return _jsonl(path, text)
+    data = _parse(path, text)
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}:1: a {format} file is a JSON list of records (or JSONL), "
+                           f"not a {type(data).__name__}")
+    return _json_array(path, text, data)
 
 
 def _json_array(path: Path, text: str, data, key: str | None = None) -> list[tuple[int, dict]]:
@@ -173,35 +226,42 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {first['msg']} ({error.error_count()} problem(s))"
 
 
-def _options(path: Path, line: int, raw) -> list[str]:
-    """Options in our "A) text" form from a list (lettered in order) or a {letter: text} object."""
-    if isinstance(raw, dict):
+def _options(where: str, raw) -> list[str]:
+    """Options in our "A) text" form from a list (lettered in order) or a {letter: text} object.
+
+    ``where`` ("file:line: field") starts the error message. Numbers are options too (SPORTU counts players).
+    """
+    if isinstance(raw, dict) and all(_is_text(v) for v in raw.values()):
         pairs = sorted((str(k).strip().upper(), str(v).strip()) for k, v in raw.items())
-    elif isinstance(raw, list) and all(isinstance(o, str) for o in raw):
+    elif isinstance(raw, list) and all(_is_text(o) for o in raw):
         pairs = []
-        for position, option in enumerate(raw):
+        for position, option in enumerate(map(str, raw)):
             letter = string.ascii_uppercase[position]
             match = re.match(r"^\s*([A-Z])\s*[).:]\s*(.+)$", option)
             pairs.append((letter, match.group(2).strip() if match and match.group(1) == letter else option.strip()))
     else:
-        raise DatasetError(f"{path}:{line}: options must be a list of strings or a {{letter: text}} object")
+        raise DatasetError(f"{where}: options must be a list of texts or a {{letter: text}} object")
     if len(pairs) < 2 or [p[0] for p in pairs] != list(string.ascii_uppercase[: len(pairs)]):
-        raise DatasetError(f"{path}:{line}: options need at least two choices lettered A, B, C… in order")
+        raise DatasetError(f"{where}: options need at least two choices lettered A, B, C… in order")
     return [f"{letter}) {text}" for letter, text in pairs]
 
 
-def _answer_letter(path: Path, line: int, answer, options: list[str]) -> str:
-    """An answer given as a letter ("B", "B) text") or as an option's text, as its letter."""
-    if not isinstance(answer, str) or not answer.strip():
-        raise DatasetError(f"{path}:{line}: the answer must be a non-empty string")
+def _is_text(value) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _answer_letter(where: str, answer, options: list[str]) -> str:
+    """An answer given as a letter ("B", "B) text") or as an option's text or number, as its letter."""
+    if not _is_text(answer) or not str(answer).strip():
+        raise DatasetError(f"{where}: the answer must be a non-empty string or a number")
     texts = {option.split(") ", 1)[1].strip().lower(): option[0] for option in options}
     letters = [option[0] for option in options]
-    head = answer.strip()
+    head = str(answer).strip()
     if head[:1].upper() in letters and head[1:2] in ("", ")", ".", ":", " ") and head.lower() not in texts:
         return head[:1].upper()
     if head.lower() in texts:
         return texts[head.lower()]
-    raise DatasetError(f"{path}:{line}: answer {answer!r} is neither an option letter nor an option's text")
+    raise DatasetError(f"{where}: answer {answer!r} is neither an option letter nor an option's text")
 
 
 def _sportr(path: Path, text: str) -> list[QAItem]:
@@ -236,9 +296,11 @@ def _sportr_record(path: Path, line: int, record: dict, media_key: str) -> list[
         if media_key == "video":
             wording = wording.replace("this image", "this clip")
         options, box = None, None
+        if answer_type == "choice" and not question.get("options"):
+            answer_type = "open"  # SportR's open-ended form of a closed question
         if answer_type == "choice":
-            options = _options(path, line, question.get("options"))
-            answer = _answer_letter(path, line, question.get("answer"), options)
+            options = _options(f"{path}:{line}: Q{number}", question.get("options"))
+            answer = _answer_letter(f"{path}:{line}: Q{number}", question.get("answer"), options)
         elif answer_type == "box":
             box = question.get("box")
             if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
@@ -268,8 +330,8 @@ def _deepsport_item(path: Path, line: int, number: int, record: dict) -> QAItem:
     for key in ("question", "answer", "dimension", "video"):
         if not isinstance(record.get(key), str) or not record[key].strip():
             raise DatasetError(f"{path}:{line}: a DeepSport record needs a non-empty string {key!r}")
-    options = _options(path, line, record["options"]) if record.get("options") is not None else None
-    answer = _answer_letter(path, line, record["answer"], options) if options else record["answer"]
+    options = _options(f"{path}:{line}", record["options"]) if record.get("options") is not None else None
+    answer = _answer_letter(f"{path}:{line}", record["answer"], options) if options else record["answer"]
     window = record.get("event_window", record.get("frame_range"))
     try:
         return QAItem(
@@ -281,6 +343,73 @@ def _deepsport_item(path: Path, line: int, number: int, record: dict) -> QAItem:
         )
     except ValidationError as error:
         raise DatasetError(f"{path}:{line}: {_first_error(error)}") from error
+
+
+def _videor1_item(path: Path, line: int, number: int, record: dict) -> QAItem:
+    where = f"{path}:{line}: record {number}"
+    for key in ("problem", "problem_type", "solution", "path"):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            raise DatasetError(f"{where}: field {key!r} must be a non-empty string")
+    kind = record["problem_type"]
+    if kind != "multiple choice" and kind not in VIDEOR1_OPEN_TYPES:
+        raise DatasetError(f"{where}: field 'problem_type': {kind!r} is not \"multiple choice\" or one of "
+                           f"{', '.join(VIDEOR1_OPEN_TYPES)}")
+    # read as Video-R1's own reward reads it
+    solution = re.search(r"<answer>\s*(.*?)\s*</answer>", record["solution"], re.DOTALL)
+    if solution is None or not solution.group(1):
+        raise DatasetError(f"{where}: field 'solution': no answer inside <answer>…</answer> "
+                           f"in {record['solution']!r}")
+    options = None
+    answer = solution.group(1)
+    if kind == "multiple choice":
+        options = _options(f"{where}: field 'options'", record.get("options"))
+        answer = _answer_letter(f"{where}: field 'solution'", answer, options)
+    problem_id = record.get("problem_id")
+    try:
+        return QAItem(
+            id=f"{path.stem}-{number}" if problem_id is None else str(problem_id), video=record["path"],
+            question=record["problem"], options=options, answer=answer,
+            answer_type="choice" if options else "open", sport="unknown", task=kind,
+        )
+    except ValidationError as error:
+        raise DatasetError(f"{where}: {_first_error(error)}") from error
+
+
+def _sportu_item(path: Path, line: int, number: int, record: dict) -> QAItem:
+    where = f"{path}:{line}: record {number}"
+    for key in ("id", "question", "difficulty level"):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            raise DatasetError(f"{where}: field {key!r} must be a non-empty string")
+    difficulty = record["difficulty level"].strip().lower()
+    if difficulty not in SPORTU_LEVELS:
+        raise DatasetError(f"{where}: field 'difficulty level': {record['difficulty level']!r} "
+                           "is not easy, medium or hard")
+    options = None
+    if "options" in record:
+        options = _options(f"{where}: field 'options'", record["options"])
+        answer = _answer_letter(f"{where}: field 'answer'", record.get("answer"), options)
+    elif _is_text(record.get("answer")) and str(record["answer"]).strip():
+        answer = str(record["answer"]).strip()
+    else:
+        raise DatasetError(f"{where}: field 'answer' must be a non-empty string or a number")
+    clip = record["id"].strip()
+    try:
+        return QAItem(
+            id=f"{clip}-{number}", video=f"{clip}.mp4", question=record["question"], options=options, answer=answer,
+            answer_type="choice" if options else "open", sport=re.sub(r"(_\d+)+$", "", clip).replace("_", " ").lower(),
+            task=difficulty, level=SPORTU_LEVELS[difficulty],
+        )
+    except ValidationError as error:
+        raise DatasetError(f"{where}: {_first_error(error)}") from error
+
+
+def _with_sportu_clips(items: list[QAItem], root: Path) -> list[QAItem]:
+    """Point each SPORTU item at its clip where one lies up to two folders below ``root`` (e.g. Soccer/)."""
+    clips: dict[str, str] = {}
+    for pattern in ("*.mp4", "*/*.mp4", "*/*/*.mp4"):
+        for found in sorted(root.glob(pattern)):
+            clips.setdefault(found.name, found.relative_to(root).as_posix())
+    return [item.model_copy(update={"video": clips.get(item.video, item.video)}) for item in items]
 
 
 def is_image(path: Path) -> bool:

@@ -11,11 +11,16 @@ import json
 import os
 from pathlib import Path
 
+from sportlens.benchmarks.commands import DATASET_FORMATS
+
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     """Register ``distill``, ``train`` and ``models`` on the sportlens command's subparsers."""
     distill = commands.add_parser("distill", help="teacher trajectories through the agent loop, judged, as a dataset")
-    distill.add_argument("dataset", type=Path, help="questions: QA JSONL (e.g. `sportlens synth`), SportR or DeepSport")
+    distill.add_argument("dataset", type=Path,
+                         help="questions: QA JSONL (e.g. `sportlens synth`), SportR, DeepSport, Video-R1 or SPORTU")
+    distill.add_argument("--format", default="auto", choices=DATASET_FORMATS,
+                         help="the dataset's layout (default: told apart by its fields)")
     distill.add_argument("--out", type=Path, required=True, help="folder for conversations.jsonl and frames/")
     distill.add_argument("--teacher-url", help="OpenAI-compatible server of the teacher VLM (default: the SportSim oracle)")
     distill.add_argument("--teacher-model", help="the teacher's name on that server")
@@ -69,14 +74,16 @@ def _distill(args: argparse.Namespace) -> int:
     try:
         settings = AgentSettings(initial_frames=args.initial_frames, frames_per_call=args.frames_per_call,
                                  max_turns=args.max_turns, temperature=args.temperature)
-        dataset = load_dataset(args.dataset)
+        dataset = load_dataset(args.dataset, args.format)
     except (ValueError, DatasetError) as error:
         raise UsageError(str(error)) from error
     types = {t for t in args.types.split(",") if t}
     items = [i for i in dataset.items if (not args.split or i.split == args.split) and i.answer_type in types]
     items = items[: args.limit] if args.limit else items
     if not items:
-        raise UsageError(f"{args.dataset}: no questions of split {args.split!r} and types {sorted(types)}")
+        unsplit = all(item.split is None for item in dataset.items)
+        hint = " (its questions carry no split: give --split '')" if unsplit else ""
+        raise UsageError(f"{args.dataset}: no questions of split {args.split!r} and types {sorted(types)}{hint}")
     if args.teacher_url:
         from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
 
@@ -88,7 +95,7 @@ def _distill(args: argparse.Namespace) -> int:
         teacher, name = OraclePolicy, MODEL_ID
     try:
         summary = distill(items, dataset.video_path, teacher, args.out, settings=settings, source=args.dataset,
-                          teacher_name=name)
+                          source_format=dataset.format, teacher_name=name)
     finally:
         if args.teacher_url:
             backend.close()

@@ -9,7 +9,7 @@ Output directory::
     conversations.jsonl   one kept conversation per line: id, messages, images, answer, provenance
     frames/<id>/<index>.jpg  the frames its image parts refer to (JPEG, quality 90, as frames travel over HTTP)
     rejected.jsonl        id and the judge's reasons for every trajectory dropped
-    dataset.json          counts, settings, the source's hash, the judge's version
+    dataset.json          counts, settings, the source, its format and hash, the judge's version
 """
 from __future__ import annotations
 
@@ -94,9 +94,14 @@ def distill(
     *,
     settings: AgentSettings = AgentSettings(),
     source: Path | None = None,
+    source_format: str | None = None,
     teacher_name: str | None = None,
 ) -> dict:
-    """Run every item through the loop with ``teacher(item)``, judge it, write the dataset to ``out``; returns counts."""
+    """Run every item through the loop with ``teacher(item)``, judge it, write the dataset to ``out``; returns counts.
+
+    ``source`` and ``source_format`` (the loaders' layout it was read as) go into dataset.json, so a dataset says
+    which annotation file, read how, its questions came from.
+    """
     from sportlens.tools.video import Video
 
     out = Path(out)
@@ -142,6 +147,7 @@ def distill(
         "teacher": teacher_name,
         "source": str(source) if source else None,
         "source_sha256": file_sha256(source) if source else None,
+        "source_format": source_format,
         "judge": JUDGE_VERSION,
         "protocol_version": PROTOCOL_VERSION,
         "agent_settings": asdict(settings),
