@@ -14,7 +14,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
-from sportlens.training.rewards import REWARDS
+from sportlens.training.rewards import PRESETS, REWARDS
 
 
 class ConfigError(ValueError):
@@ -71,13 +71,29 @@ class GRPOStageConfig:
     output_dir: str = _help("where the trained, merged checkpoint is written")
     split: str | None = _help('keep only items of this split ("train"); null keeps all', "train")
     max_items: int | None = _help("use at most this many items (after the split filter); null: all", None)
-    answer_types: list[str] = _help("answer types trained on (open answers need a judge, so they are left out)",
+    answer_types: list[str] = _help("answer types trained on (open answers are scored by the judge when judge_url is "
+                                    "set, else by Video-R1's ROUGE overlap with the reference)",
                                     default_factory=lambda: ["choice", "yes_no", "box"])
-    reward: str = _help('"v1" (DeepSport gated tool reward), "v2" (tool only where needed), "accuracy" or "format"',
-                        "v1")
-    num_generations: int = _help("group size: rollouts per question, compared with each other", 8)
-    batch_size: int = _help("rollouts per device per step (a multiple of num_generations)", 8)
-    gradient_accumulation_steps: int = _help("steps whose gradients are summed before an update", 1)
+    reward: str = _help('reward preset, a weighted sum of reward terms: "v1" (DeepSport\'s gated tool reward), "v2" '
+                        '(tool only where needed), "sportr" (1.0·correct + 0.5·format), "video-r1" (accuracy + '
+                        'format), "accuracy" or "format"', "v1")
+    reward_weights: list[float] | None = _help("one weight per term of the preset, in its order (TRL's "
+                                               "reward_weights); null: the preset's own", None)
+    judge_url: str | None = _help("OpenAI-compatible server of the judge that scores open answers (its API key from "
+                                  "$SPORTLENS_JUDGE_API_KEY); null: ROUGE overlap", None)
+    judge_model: str | None = _help("the judge model's name on that server", None)
+    num_generations: int = _help("group size: rollouts per question, compared with each other (DeepSport: 8)", 8)
+    prompts_per_step: int | None = _help("questions per optimizer step, each rolled out num_generations times "
+                                         "(DeepSport: 32); the step then accumulates prompts_per_step × "
+                                         "num_generations / batch_size micro-batches. null: the step is batch_size × "
+                                         "gradient_accumulation_steps rollouts", None)
+    batch_size: int = _help("rollouts per device per micro-batch (a multiple of num_generations unless "
+                            "prompts_per_step is set)", 8)
+    gradient_accumulation_steps: int = _help("micro-batches whose gradients are summed before an update (follows "
+                                             "from prompts_per_step when that is set)", 1)
+    preflight: str = _help('before training, roll every question out num_generations times with the starting model: '
+                           '"report" logs the share whose rollouts all earn the same reward (no learning signal), '
+                           '"drop" also trains without them; "off" skips the pass', "off")
     beta: float = _help("KL coefficient against the starting model (0 loads no reference model)", 0.04)
     learning_rate: float = _help("AdamW peak learning rate", 1e-6)
     max_steps: int = _help("optimizer steps (DeepSport: 300)", 300)
@@ -104,16 +120,44 @@ class GRPOStageConfig:
         _common(self)
         if self.reward not in REWARDS:
             raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, not {self.reward!r}")
+        terms = PRESETS[self.reward].functions
+        if self.reward_weights is not None and len(self.reward_weights) != len(terms):
+            raise ConfigError(f"reward_weights must give one weight per term of the {self.reward!r} preset "
+                              f"({', '.join(f.__name__ for f in terms)}), not {len(self.reward_weights)}")
+        if (self.judge_url is None) != (self.judge_model is None):
+            raise ConfigError("judge_url and judge_model go together")
+        if self.preflight not in ("off", "report", "drop"):
+            raise ConfigError(f'preflight must be "off", "report" or "drop", not {self.preflight!r}')
         if self.num_generations < 2:
             raise ConfigError("num_generations must be at least 2: GRPO compares rollouts of the same question")
-        if self.batch_size % self.num_generations:
+        if self.prompts_per_step is None and self.batch_size % self.num_generations:
             raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
                               f"({self.num_generations})")
+        if self.prompts_per_step is not None:
+            _shaped_step(self)
         if self.beta < 0:
             raise ConfigError("beta must be ≥ 0")
         if self.temperature <= 0:
             raise ConfigError("temperature must be > 0: GRPO needs different rollouts of one question")
         _item_filter(self)
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches of ``batch_size`` rollouts per optimizer step."""
+        if self.prompts_per_step is None:
+            return self.gradient_accumulation_steps
+        return self.prompts_per_step * self.num_generations // self.batch_size
+
+
+def _shaped_step(config: GRPOStageConfig) -> None:
+    if config.prompts_per_step < 1:
+        raise ConfigError(f"prompts_per_step must be at least 1 or null, not {config.prompts_per_step}")
+    if config.gradient_accumulation_steps != 1:
+        raise ConfigError("gradient_accumulation_steps follows from prompts_per_step: set one of them")
+    rollouts = config.prompts_per_step * config.num_generations
+    if rollouts % config.batch_size:
+        raise ConfigError(f"prompts_per_step × num_generations ({rollouts}) must be a multiple of batch_size "
+                          f"({config.batch_size})")
 
 
 @dataclass
@@ -273,8 +317,12 @@ def _checked(source: str, name: str, value: Any, hint: Any) -> Any:
                 pass
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
+        if origin is list and isinstance(value, list):
+            (element,) = kind.__args__
+            if element is str and all(isinstance(v, str) for v in value):
+                return value
+            if element is float and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                return [float(v) for v in value]
         if origin in (str, bool) and isinstance(value, origin):
             return value
     raise ConfigError(f"{source}: {name} must be {_type_name(hint)}, not {value!r}")

@@ -11,12 +11,15 @@ tool responses and their frames are context, never trained on. TRL then does the
 advantages, the clipped objective, the KL term against the reference model, the optimizer. The frames of tool
 responses reach the forward passes through TRL's own path for images inside completions.
 
-Rewards are ``training.rewards`` functions of the rollouts' trajectories; for v2 each step also runs every item once
-greedily with a single turn (``solved_without_tool``).
+Rewards are the terms of the config's ``training.rewards`` preset, functions of the rollouts' trajectories, weighted
+through TRL's ``reward_weights``; open answers are scored by the configured judge or by ROUGE overlap. For v2 each
+step also runs every item once greedily with a single turn (``solved_without_tool``). An optional pre-flight pass
+rolls every item out before training and finds those whose rollouts all earn one reward: no learning signal.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, replace
@@ -30,13 +33,22 @@ from trl import GRPOConfig, GRPOTrainer
 from sportlens.agent.backends.base import ChatMessage
 from sportlens.agent.backends.transformers_local import TransformersBackend, stop_token_ids, to_chat
 from sportlens.agent.loop import AgentSettings, answer_question
-from sportlens.agent.records import QAItem
+from sportlens.agent.records import QAItem, Trajectory
+from sportlens.benchmarks.judge import OpenAIJudge
 from sportlens.benchmarks.loaders import load_dataset
 from sportlens.training.checkpoint import check_base_model, save_checkpoint
 from sportlens.training.config import GRPOStageConfig
 from sportlens.training.conversations import RecordingBackend, assistant_mask, encode
 from sportlens.training.distill import file_sha256
-from sportlens.training.rewards import answer_accuracy, reward_function
+from sportlens.training.rewards import (
+    Judge,
+    RememberingJudge,
+    RewardPreset,
+    ZeroVariance,
+    answer_accuracy,
+    reward_preset,
+    zero_variance,
+)
 from sportlens.training.sft import load_model, resolve_dtype, time_limit
 
 log = logging.getLogger(__name__)
@@ -117,15 +129,16 @@ class AgentGRPOTrainer(GRPOTrainer):
         agent_settings: the loop's settings for rollouts (turns, frames, temperature).
         model_id: the name rollouts record as the trajectories' model.
         probe_without_tool: measure ``solved_without_tool`` per item each step (the v2 reward needs it).
+        judge: scores the probe's open answers (the reward terms get it from the preset); None: ROUGE overlap.
         timer: collects rollout time and token counts per step.
         Everything else goes to ``GRPOTrainer``.
     """
 
     def __init__(self, *, items: dict[str, QAItem], video_path, agent_settings: AgentSettings, model_id: str,
-                 probe_without_tool: bool, timer: RolloutTimer, **kwargs) -> None:
+                 probe_without_tool: bool, judge: Judge | None, timer: RolloutTimer, **kwargs) -> None:
         super().__init__(**kwargs)
         self.items, self.video_path, self.agent_settings = items, video_path, agent_settings
-        self.policy_id, self.probe_without_tool, self.timer = model_id, probe_without_tool, timer
+        self.policy_id, self.probe_without_tool, self.judge, self.timer = model_id, probe_without_tool, judge, timer
         # TRL builds pixel values for images inside completions only when it sees tools; ours is choose_frames.
         self.tools = [choose_frames]
         self._batch_inputs: list[dict] = []
@@ -135,17 +148,17 @@ class AgentGRPOTrainer(GRPOTrainer):
         self._batch_inputs = inputs  # _generate receives only the prompts; the item ids are in the rows
         return super()._generate_and_score_completions(inputs)
 
-    def _generate(self, prompts: list):
+    def play(self, items: list[QAItem]) -> tuple[list[Trajectory], list[list[ChatMessage]], dict[str, bool]]:
+        """One rollout per entry of ``items`` with the current policy: the trajectories, the conversations as the
+        policy saw them, and (when probing) whether each item is solved from its initial frames alone."""
         from sportlens.tools.video import Video
 
-        started = time.perf_counter()
         if self._policy is None:  # the model is updated in place, so one backend serves every step
             model = self.accelerator.unwrap_model(self.model)
             self._policy = PolicyBackend(model, self.processing_class, self.policy_id)
         backend = self._policy
-        items = [self.items[row["item_id"]] for row in self._batch_inputs]
         solved: dict[str, bool] = {}
-        rollouts, trajectories = [], []
+        trajectories, conversations = [], []
         for item in items:
             recorder = RecordingBackend(backend)
             with Video(self.video_path(item)) as video:
@@ -154,9 +167,17 @@ class AgentGRPOTrainer(GRPOTrainer):
                 if self.probe_without_tool and item.id not in solved:
                     probe = answer_question(video, item.question, backend, options=item.options,
                                             settings=replace(self.agent_settings, max_turns=1, temperature=0.0))
-                    solved[item.id] = answer_accuracy(probe, item.answer, item.answer_type, item.box) >= 0.5
+                    accuracy = answer_accuracy(probe, item.answer, item.answer_type, item.box, self.judge)
+                    solved[item.id] = accuracy >= 0.5
             trajectories.append(trajectory)
-            rollouts.append(render_rollout(self.processing_class, recorder.conversation()))
+            conversations.append(recorder.conversation())
+        return trajectories, conversations, solved
+
+    def _generate(self, prompts: list):
+        started = time.perf_counter()
+        items = [self.items[row["item_id"]] for row in self._batch_inputs]
+        trajectories, conversations, solved = self.play(items)
+        rollouts = [render_rollout(self.processing_class, conversation) for conversation in conversations]
         tokens = sum(len(r["prompt_ids"]) + len(r["completion_ids"]) for r in rollouts)
         self.timer.add(time.perf_counter() - started, tokens)
         mode = "train" if self.model.training else "eval"
@@ -171,6 +192,35 @@ class AgentGRPOTrainer(GRPOTrainer):
         images = [r["images"] for r in rollouts]
         return ([r["prompt_ids"] for r in rollouts], [r["completion_ids"] for r in rollouts],
                 [r["env_mask"] for r in rollouts], trajectories, None, extra, images, images)
+
+
+def reward_columns(item: QAItem) -> dict:
+    """The dataset columns the reward terms read, for one item."""
+    return {"answer": item.answer, "answer_type": item.answer_type, "box": list(item.box) if item.box else None}
+
+
+def preflight(trainer: AgentGRPOTrainer, items: list[QAItem], preset: RewardPreset, generations: int) -> ZeroVariance:
+    """Roll every item out ``generations`` times with the starting policy and find those whose rollouts all earn the
+    same reward under ``preset``: GRPO would spend their rollouts for no gradient. Logs their share."""
+    started = time.perf_counter()
+    rolled = [item for item in items for _ in range(generations)]
+    trajectories, _, solved = trainer.play(rolled)
+    columns = {key: [reward_columns(item)[key] for item in rolled] for key in ("answer", "answer_type", "box")}
+    if preset.probes_without_tool:
+        columns["solved_without_tool"] = [solved[item.id] for item in rolled]
+    totals = preset.total(trajectories, judge=trainer.judge, **columns)
+    found = zero_variance({item.id: totals[i * generations : (i + 1) * generations] for i, item in enumerate(items)})
+    log.info("grpo pre-flight: %d of %d items (%.1f%%) give every rollout the same %r reward (no learning signal); "
+             "%.1f s", len(found.same_reward), found.prompts, 100 * found.share, preset.name,
+             time.perf_counter() - started)
+    return found
+
+
+def _judge(config: GRPOStageConfig) -> Judge | None:
+    if config.judge_url is None:
+        return None
+    api_key = os.environ.get("SPORTLENS_JUDGE_API_KEY")
+    return RememberingJudge(OpenAIJudge(config.judge_url, config.judge_model, api_key=api_key))
 
 
 def choose_frames(frame_range: list[int]) -> str:
@@ -203,10 +253,11 @@ def train_grpo(config: GRPOStageConfig) -> dict:
     served_padding_side = processor.tokenizer.padding_side
     processor.tokenizer.padding_side = "left"  # TRL pads prompts on the left
     rows = Dataset.from_list([
-        {"prompt": [{"role": "user", "content": item.question}], "item_id": item.id, "answer": item.answer,
-         "answer_type": item.answer_type, "box": list(item.box) if item.box else None}
+        {"prompt": [{"role": "user", "content": item.question}], "item_id": item.id, **reward_columns(item)}
         for item in items
     ])
+    preset = reward_preset(config.reward, config.reward_weights)
+    judge = _judge(config)
     settings = AgentSettings(initial_frames=config.initial_frames, frames_per_call=config.frames_per_call,
                              max_turns=config.max_turns, max_tokens_per_turn=config.max_tokens_per_turn,
                              temperature=config.temperature, constrain=config.constrain)
@@ -217,8 +268,9 @@ def train_grpo(config: GRPOStageConfig) -> dict:
             learning_rate=config.learning_rate,
             max_steps=config.max_steps,
             per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            gradient_accumulation_steps=config.accumulation_steps,
             num_generations=config.num_generations,
+            reward_weights=list(preset.weights),
             beta=config.beta,
             temperature=config.temperature,
             max_completion_length=config.max_turns * config.max_tokens_per_turn,
@@ -232,15 +284,25 @@ def train_grpo(config: GRPOStageConfig) -> dict:
         )
         trainer = AgentGRPOTrainer(
             items={item.id: item for item in items}, video_path=dataset_file.video_path, agent_settings=settings,
-            model_id=Path(config.model).resolve().name, probe_without_tool=config.reward == "v2", timer=timer,
-            model=model, reward_funcs=[reward_function(config.reward)], args=args, train_dataset=rows,
+            model_id=Path(config.model).resolve().name, probe_without_tool=preset.probes_without_tool, judge=judge,
+            timer=timer, model=model, reward_funcs=preset.reward_funcs(judge), args=args, train_dataset=rows,
             processing_class=processor, callbacks=[timer, *time_limit(config.max_seconds)],
         )
+        checked = {}
+        if config.preflight != "off":
+            found = preflight(trainer, items, preset, config.num_generations)
+            checked = {"zero_variance_share": round(found.share, 4), "zero_variance_items": len(found.same_reward)}
+            if config.preflight == "drop":
+                if len(found.same_reward) == len(items):
+                    raise ValueError(f"{config.data}: every item's rollouts earned one reward under {config.reward!r}; "
+                                     "nothing is left to learn from")
+                dropped = set(found.same_reward)
+                trainer.train_dataset = rows.select([i for i, item in enumerate(items) if item.id not in dropped])
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
     steps = len(timer.step_s)
-    rollouts = steps * config.batch_size * config.gradient_accumulation_steps
+    rollouts = steps * config.batch_size * config.accumulation_steps
     throughput = {
         "steps": steps,
         "train_seconds": round(seconds, 2),
@@ -253,6 +315,7 @@ def train_grpo(config: GRPOStageConfig) -> dict:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "dtype": str(resolve_dtype(config.dtype)).removeprefix("torch."),
         "mean_reward_per_step": [round(float(e["reward"]), 4) for e in trainer.state.log_history if "reward" in e],
+        **checked,
     }
     stage = {"stage": "grpo", "config": asdict(config), "data_sha256": file_sha256(Path(config.data)),
              "items": len(items), **throughput}

@@ -31,7 +31,15 @@ def test_json_grpo_config_with_its_defaults(tmp_path):
         ({"learnign_rate": 1e-5}, "unknown key(s) learnign_rate"),
         ({"num_generations": 1, "batch_size": 1}, "num_generations must be at least 2"),
         ({"num_generations": 4, "batch_size": 6}, "must be a multiple of num_generations"),
-        ({"reward": "v3"}, "reward must be one of accuracy, format, v1, v2"),
+        ({"reward": "v3"}, "reward must be one of v1, v2, sportr, video-r1, accuracy, format, not 'v3'"),
+        ({"reward": "sportr", "reward_weights": [1.0]}, "reward_weights must give one weight per term of the 'sportr' "
+                                                        "preset (accuracy_reward, format_reward), not 1"),
+        ({"reward_weights": ["heavy", 1, 1]}, "reward_weights must be list[float] | None"),
+        ({"judge_url": "http://127.0.0.1:8001"}, "judge_url and judge_model go together"),
+        ({"preflight": "yes"}, 'preflight must be "off", "report" or "drop"'),
+        ({"prompts_per_step": 0}, "prompts_per_step must be at least 1"),
+        ({"prompts_per_step": 32, "gradient_accumulation_steps": 4}, "gradient_accumulation_steps follows from"),
+        ({"prompts_per_step": 3, "num_generations": 2, "batch_size": 4}, "(6) must be a multiple of batch_size (4)"),
         ({"beta": -0.1}, "beta must be ≥ 0"),
         ({"learning_rate": 0}, "learning_rate must be > 0"),
         ({"max_turns": "five"}, "max_turns must be int"),
@@ -46,6 +54,19 @@ def test_impossible_grpo_configs_are_refused_naming_the_file(tmp_path, extra, me
     with pytest.raises(ConfigError, match="grpo.json") as error:
         load_config(path, GRPOStageConfig)
     assert message in str(error.value)
+
+
+def test_grpo_step_shape_reward_preset_and_preflight(tmp_path):
+    deepsport = {"model": "m", "data": "d", "output_dir": "o", "reward": "sportr", "reward_weights": [1, 0.25],
+                 "num_generations": 8, "prompts_per_step": 32, "batch_size": 16, "preflight": "drop"}
+    config = load_config(write(tmp_path, "grpo.json", json.dumps(deepsport)), GRPOStageConfig)
+    assert config.reward_weights == [1.0, 0.25] and config.preflight == "drop"
+    assert config.accumulation_steps == 16  # 32 questions × 8 rollouts in micro-batches of 16
+    legacy = GRPOStageConfig(model="m", data="d", output_dir="o", batch_size=8, gradient_accumulation_steps=3)
+    assert legacy.accumulation_steps == 3 and legacy.prompts_per_step is None and legacy.preflight == "off"
+    odd_micro_batch = GRPOStageConfig(model="m", data="d", output_dir="o", num_generations=8, prompts_per_step=3,
+                                      batch_size=6)  # 24 rollouts in 4 micro-batches: groups may span them
+    assert odd_micro_batch.accumulation_steps == 4
 
 
 def test_missing_keys_and_unreadable_files(tmp_path):
@@ -70,7 +91,8 @@ def test_the_shipped_sportsim_configs_load():
 
     folder = Path(sportlens.training.__file__).parent / "configs"
     assert load_config(folder / "sportsim-sft.yaml", SFTStageConfig).epochs == 3
-    assert load_config(folder / "sportsim-grpo-v1.yaml", GRPOStageConfig).reward == "v1"
+    v1 = load_config(folder / "sportsim-grpo-v1.yaml", GRPOStageConfig)
+    assert (v1.reward, v1.reward_weights, v1.accumulation_steps, v1.preflight) == ("v1", None, 1, "off")
     assert load_config(folder / "sportsim-grpo-v2.yaml", GRPOStageConfig).reward == "v2"
 
 
