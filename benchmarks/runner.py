@@ -25,9 +25,9 @@ from pydantic import BaseModel
 from sportlens.agent.backends.base import BackendError, ModelBackend
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import QAItem, Result
-from sportlens.benchmarks.judge import OpenAIJudge
+from sportlens.benchmarks.judge import JudgePanel
 from sportlens.benchmarks.loaders import Dataset, is_image
-from sportlens.benchmarks.scoring import Score, score_answer
+from sportlens.benchmarks.scoring import SHOWN_SIZE, BoxSpace, BoxUnits, Score, score_answer
 from sportlens.tools.video import Video, VideoError
 
 log = logging.getLogger(__name__)
@@ -111,14 +111,16 @@ def run_benchmark(
     limit: int | None = None,
     split: str | None = None,
     resume: bool = False,
-    judge: OpenAIJudge | None = None,
+    judge: JudgePanel | None = None,
+    box_units: BoxUnits = "pixels",
     progress: bool = True,
 ) -> list[BenchRecord]:
     """Ask every selected question in every run; return all records of ``out/results.jsonl`` afterwards.
 
     ``backend_for(item)`` gives the backend for one question: the same shared model for every item, or a
     fresh oracle per item. ``concurrency`` questions are in flight at once (threads; the in-process model
-    serialises its calls, an HTTP server batches them).
+    serialises its calls, an HTTP server batches them). ``box_units`` is how the model writes boxes, in
+    pixels of the frame it was shown or 0–1000 (:class:`~sportlens.benchmarks.scoring.BoxSpace`).
     """
     if concurrency < 1:
         raise BenchError("--concurrency must be at least 1")
@@ -143,7 +145,7 @@ def run_benchmark(
 
         bar = tqdm(total=len(todo), desc="questions", unit="q", dynamic_ncols=True)
     with open(results_path, "a") as sink, ThreadPoolExecutor(concurrency) as pool:
-        futures = [pool.submit(_ask, dataset, run, item, backend_for, judge, stills) for run, item in todo]
+        futures = [pool.submit(_ask, dataset, run, item, backend_for, judge, box_units, stills) for run, item in todo]
         for future in as_completed(futures):
             record = future.result()
             with lock:
@@ -171,7 +173,8 @@ def _ask(
     run: RunSpec,
     item: QAItem,
     backend_for: Callable[[QAItem], ModelBackend],
-    judge: OpenAIJudge | None,
+    judge: JudgePanel | None,
+    box_units: BoxUnits,
     stills: _StillClips,
 ) -> BenchRecord:
     fields = dict(
@@ -183,12 +186,13 @@ def _ask(
         if is_image(path):
             path = stills.clip_for(path)
         backend = backend_for(item)
-        with Video(path, threads=1) as video:
+        with Video(path, max_size=SHOWN_SIZE, threads=1) as video:
             trajectory = answer_question(video, item.question, backend, options=item.options, settings=run.settings)
     except (VideoError, BackendError, OSError, ValueError) as error:
         log.warning("%s (%s): %s", item.id, run.name, error)
         return BenchRecord(**fields, error=f"{type(error).__name__}: {error}")
-    score = score_answer(item, trajectory.answer, judge)
+    space = BoxSpace.for_video(trajectory.video.width, trajectory.video.height, box_units)
+    score = score_answer(item, trajectory.answer, judge, box_space=space)
     fields["event"] = item.event_window is not None and (
         item.event_window[1] - item.event_window[0] + 1 < EVENT_WINDOW_SHARE * trajectory.video.frames
     )
