@@ -55,9 +55,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--frames-per-call", type=int, default=8)
     bench.add_argument("--constrain", action=argparse.BooleanOptionalAction, default=None,
                        help="keep turns inside the protocol with a regex (default: on in-process, off over HTTP)")
-    bench.add_argument("--judge-url", help="OpenAI-compatible server of the judge for open answers")
-    bench.add_argument("--judge-model", help="the judge model's name on that server")
+    bench.add_argument("--judge-url", action="append", default=[],
+                       help="OpenAI-compatible server of a judge for open answers; repeat it for a panel")
+    bench.add_argument("--judge-model", action="append", default=[],
+                       help="the judge model's name on that server (one per --judge-url, or one for all)")
+    bench.add_argument("--judge-panel", type=Path,
+                       help='a JSON list of judges, [{"url": ..., "model": ..., "api_key_env": ...}], added to the panel')
     bench.add_argument("--judge-api-key", default=os.environ.get("SPORTLENS_JUDGE_API_KEY"))
+    bench.add_argument("--box-units", default="pixels", choices=("pixels", "norm1000"),
+                       help="how the model writes boxes: pixels of the frame it was shown, or 0-1000 (Qwen2-VL, Qwen3-VL)")
+    bench.add_argument("--write-lmms-eval", type=Path, metavar="DIR",
+                       help="also write the results in lmms-eval's layout under DIR")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.add_argument("--score-options", action="store_true",
                        help="score every option after the answer (the input of `sportlens calibrate` lac/aps)")
@@ -110,10 +118,10 @@ def _baselines(spec: str) -> list[int]:
 def _bench(args: argparse.Namespace) -> int:
     from sportlens.agent.conformal import CalibrationArtifact, CalibrationError
     from sportlens.agent.loop import AgentSettings
-    from sportlens.benchmarks.judge import OpenAIJudge
+    from sportlens.benchmarks.judge import panel_from_flags
     from sportlens.benchmarks.loaders import DatasetError, load_dataset
     from sportlens.benchmarks.oracle import OraclePolicy
-    from sportlens.benchmarks.report import write_report
+    from sportlens.benchmarks.report import write_lmms_eval, write_report
     from sportlens.benchmarks.runner import BenchError, export_results, run_benchmark, standard_runs, write_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -122,8 +130,6 @@ def _bench(args: argparse.Namespace) -> int:
         raise _BadInput(f"give one of --model, --backend-url and --oracle, not {' and '.join(chosen)}")
     if args.backend_url and not args.model_name:
         raise _BadInput("--backend-url needs --model-name (the name the server serves the model under)")
-    if bool(args.judge_url) != bool(args.judge_model):
-        raise _BadInput("--judge-url and --judge-model go together")
     if args.limit is not None and args.limit < 1:
         raise _BadInput("--limit must be at least 1")
     try:
@@ -135,6 +141,7 @@ def _bench(args: argparse.Namespace) -> int:
                               score_options=args.score_options or (artifact is not None and artifact.method != "sample"),
                               answer_samples=args.samples or (10 if artifact is not None and artifact.method == "sample" else 0))
         runs = standard_runs(_baselines(args.baselines), constrain=constrain, agent=agent)
+        judge = panel_from_flags(args.judge_url, args.judge_model, args.judge_api_key, args.judge_panel)
     except (DatasetError, ValueError) as error:  # CalibrationError is a ValueError
         raise _BadInput(str(error)) from error
     backend = None
@@ -149,19 +156,18 @@ def _bench(args: argparse.Namespace) -> int:
             except ValueError as error:
                 backend.close()
                 raise _BadInput(str(error)) from error
-    judge = OpenAIJudge(args.judge_url, args.judge_model, api_key=args.judge_api_key) if args.judge_url else None
     config = {
         "dataset": str(args.dataset), "format": dataset.format, "split": args.split, "limit": args.limit,
         "model": "oracle" if args.oracle else (args.model_name or str(args.model or "demo")),
         "runs": {run.name: asdict(run.settings) for run in runs},
-        "concurrency": args.concurrency, "judge": args.judge_model,
+        "concurrency": args.concurrency, "judges": judge.names if judge else [], "box_units": args.box_units,
     }
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         records = run_benchmark(
             dataset, args.out, runs=runs, backend_for=backend_for, concurrency=args.concurrency, limit=args.limit,
-            split=args.split, resume=args.resume, judge=judge, progress=not args.no_progress,
+            split=args.split, resume=args.resume, judge=judge, box_units=args.box_units, progress=not args.no_progress,
         )
         config["wall_s"] = round(time.perf_counter() - started, 2)
         write_config(args.out, config)
@@ -169,6 +175,9 @@ def _bench(args: argparse.Namespace) -> int:
             records = [_with_prediction_set(record, artifact) for record in records]
         export_results(records, args.out)
         report = write_report(records, args.out, runs=[run.name for run in runs], config=config)
+        if args.write_lmms_eval:
+            write_lmms_eval(records, args.write_lmms_eval, model=config["model"], dataset=str(args.dataset),
+                            config=config, wall_s=config["wall_s"])
     except (BenchError, CalibrationError) as error:
         raise _BadInput(str(error)) from error
     finally:

@@ -1,5 +1,6 @@
 """`sportlens synth` and `sportlens bench` as a user runs them."""
 import json
+import re
 import subprocess
 import sys
 
@@ -20,12 +21,37 @@ def test_synth_then_bench_with_the_oracle(tmp_path):
     assert sorted(p.name for p in (tmp_path / "sim" / "clips").iterdir()) == [
         "soccer_00001.mp4", "tennis_00000.mp4", "tennis_00002.mp4"]
     ran = sportlens("bench", tmp_path / "sim" / "qa.jsonl", "--oracle", "--out", tmp_path / "bench",
-                    "--baselines", "uniform8", "--concurrency", "2")
+                    "--baselines", "uniform8", "--concurrency", "2", "--write-lmms-eval", tmp_path / "lmms")
     assert ran.returncode == 0, ran.stderr
     assert "agent: accuracy 100.0%" in ran.stdout and "uniform8" in ran.stdout
     assert "questions" in ran.stderr  # the progress bar
     report = json.loads((tmp_path / "bench" / "report.json").read_text())
     assert list(report["runs"]) == ["agent", "uniform8"] and report["config"]["model"] == "oracle"
+    check_lmms_eval_layout(tmp_path / "lmms", report)
+
+
+def check_lmms_eval_layout(folder, report):
+    """lmms-eval's --output_path layout: {model}/{date}_results.json and {date}_samples_{task}.jsonl per task."""
+    [model] = list(folder.iterdir())
+    [results_path] = list(model.glob("*_results.json"))
+    date = results_path.name[: -len("_results.json")]
+    assert model.name == "oracle" and re.fullmatch(r"\d{8}_\d{6}", date)
+    results = json.loads(results_path.read_text())
+    assert {"results", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "config",
+            "git_hash", "date", "task_hashes", "model_name", "model_name_sanitized"} <= set(results)
+    tasks = {"agent": "sportlens_qa_agent", "uniform8": "sportlens_qa_uniform8"}
+    assert set(results["results"]) == set(tasks.values()) and results["date"] == date
+    for run, task in tasks.items():
+        figures = results["results"][task]
+        assert figures["alias"] == task and {"accuracy,none", "accuracy_stderr,none", "iou,none"} <= set(figures)
+        assert figures["accuracy,none"] == pytest.approx(report["runs"][run]["overall"]["accuracy"] / 100, abs=1e-4)
+        samples = [json.loads(line) for line in (model / f"{date}_samples_{task}.jsonl").read_text().splitlines()]
+        assert len(samples) == results["n-samples"][task]["effective"] == report["runs"][run]["questions"]
+        assert [s["doc_id"] for s in samples] == list(range(len(samples)))
+        for sample in samples:
+            assert {"doc_id", "target", "input", "resps", "filtered_resps", "doc_hash", "accuracy"} <= set(sample)
+            assert len(sample["doc_hash"]) == 64 and sample["accuracy"] in (0.0, 1.0, None)
+        assert any("iou" in s for s in samples)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +64,9 @@ def test_synth_then_bench_with_the_oracle(tmp_path):
         (["bench", "{qa}", "--backend-url", "http://x", "--out", "{tmp}/o"], "--model-name"),
         (["bench", "{qa}", "--oracle", "--baselines", "random8", "--out", "{tmp}/o"], "uniformK"),
         (["bench", "{qa}", "--oracle", "--judge-url", "http://j", "--out", "{tmp}/o"], "go together"),
+        (["bench", "{qa}", "--oracle", "--judge-url", "http://j", "--judge-url", "http://k", "--judge-model", "a",
+          "--judge-model", "b", "--judge-model", "c", "--out", "{tmp}/o"], "one --judge-model per --judge-url"),
+        (["bench", "{qa}", "--oracle", "--judge-panel", "{tmp}/none.json", "--out", "{tmp}/o"], "cannot read the judge panel"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, sim_dataset, args, message):
