@@ -20,12 +20,19 @@ class _BadInput(Exception):
     pass
 
 
+SYNTH_PRESETS = ("broadcast", "visual")
+
+
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     """Register ``synth`` and ``bench`` on the sportlens command's subparsers."""
     synth = commands.add_parser("synth", help="write SportSim clips and their questions (QA JSONL)")
     synth.add_argument("--out", type=Path, required=True, help="folder for clips/, qa.jsonl, scenes.jsonl")
     synth.add_argument("--n", type=int, required=True, help="number of clips")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--preset", default="broadcast",
+                       help='"broadcast" (banners, digits, numbered players: for pretrained VLMs) or "visual" (large '
+                            "marks, no text, 2 fps, 70–120 s: what a model trained from scratch can read; "
+                            "--sports, --seconds, --fps and --size are its own)")
     synth.add_argument("--sports", default="soccer,basketball,tennis", help="comma-separated, drawn in turn")
     synth.add_argument("--seconds", type=float, default=60.0, help="clip length (30–180 s are broadcast-like)")
     synth.add_argument("--fps", type=int, default=12)
@@ -88,8 +95,20 @@ def _guarded(command):
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from sportlens.benchmarks import sportsim_visual
     from sportlens.benchmarks.sportsim import SimSettings, generate
 
+    if args.preset not in SYNTH_PRESETS:
+        raise _BadInput(f"unknown --preset {args.preset!r}; choose one of {', '.join(SYNTH_PRESETS)}")
+    if args.preset == "visual":
+        started = time.perf_counter()
+        try:
+            path = sportsim_visual.generate(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=True)
+        except ValueError as error:
+            raise _BadInput(str(error)) from error
+        print(f"{args.n} SportSim visual clips and their questions written to {path} "
+              f"in {time.perf_counter() - started:.1f} s")
+        return 0
     sports = tuple(s.strip() for s in args.sports.split(",") if s.strip())
     try:
         width, height = (int(side) for side in args.size.lower().split("x"))
@@ -120,7 +139,7 @@ def _bench(args: argparse.Namespace) -> int:
     from sportlens.agent.loop import AgentSettings
     from sportlens.benchmarks.judge import panel_from_flags
     from sportlens.benchmarks.loaders import DatasetError, load_dataset
-    from sportlens.benchmarks.oracle import OraclePolicy
+    from sportlens.benchmarks.visual_oracle import oracle_for
     from sportlens.benchmarks.report import write_lmms_eval, write_report
     from sportlens.benchmarks.runner import BenchError, export_results, run_benchmark, standard_runs, write_config
 
@@ -146,7 +165,7 @@ def _bench(args: argparse.Namespace) -> int:
         raise _BadInput(str(error)) from error
     backend = None
     if args.oracle:
-        backend_for = OraclePolicy
+        backend_for, _ = oracle_for(args.dataset)
     else:
         backend = _model_backend(args)
         backend_for = lambda item: backend  # noqa: E731 — one shared model for every question

@@ -55,10 +55,8 @@ class OraclePolicy:
     ) -> Generation:
         system = messages[0].text()
         frames_per_call = int(_FRAMES_PER_CALL.search(system).group(1))
-        max_turns = int(_MAX_TURNS.search(system).group(1))
         last_frame = int(_LAST_FRAME.search(system).group(1))
-        turns_taken = sum(1 for m in messages if m.role == "assistant")
-        last = turns_taken + 1 >= max_turns or protocol.LAST_TURN_NOTE in messages[-1].text()
+        last = is_last_turn(messages)
         shown = [part for m in messages if m.role == "user" for part in m.parts if isinstance(part, Frame)]
         window = self._window(last_frame)
         evidence = [f for f in shown if window[0] <= f.index <= window[1] and (self._whole(window, last_frame) or self.cue(f.image))]
@@ -101,6 +99,13 @@ class OraclePolicy:
             height, width = shown[0].image.shape[:2] if shown else (360, 640)
             return json.dumps([width // 4, height // 4, 3 * width // 4, 3 * height // 4])
         return UNSEEN_ANSWER
+
+
+def is_last_turn(messages: list[ChatMessage]) -> bool:
+    """Whether the turn about to be written must answer: the turn budget (read from the system prompt) or a note says so."""
+    max_turns = int(_MAX_TURNS.search(messages[0].text()).group(1))
+    turns_taken = sum(1 for m in messages if m.role == "assistant")
+    return turns_taken + 1 >= max_turns or protocol.LAST_TURN_NOTE in messages[-1].text()
 
 
 def _turn(thought: str, action: str) -> Generation:

@@ -90,9 +90,9 @@ def _distill(args: argparse.Namespace) -> int:
         backend = OpenAIHTTPBackend(args.teacher_url, args.teacher_model, api_key=args.api_key)
         teacher, name = (lambda item: backend), f"{args.teacher_model} @ {args.teacher_url}"
     else:
-        from sportlens.benchmarks.oracle import MODEL_ID, OraclePolicy
+        from sportlens.benchmarks.visual_oracle import oracle_for
 
-        teacher, name = OraclePolicy, MODEL_ID
+        teacher, name = oracle_for(args.dataset)
     try:
         summary = distill(items, dataset.video_path, teacher, args.out, settings=settings, source=args.dataset,
                           source_format=dataset.format, teacher_name=name)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
+from sportlens.benchmarks.commands import SYNTH_PRESETS
 from sportlens.training.rewards import PRESETS, REWARDS
 
 
@@ -40,6 +41,10 @@ class SFTStageConfig:
     batch_size: int = _help("conversations per device per step", 1)
     gradient_accumulation_steps: int = _help("steps whose gradients are summed before an update", 1)
     warmup_ratio: float = _help("fraction of steps the learning rate warms up over", 0.0)
+    lr_scheduler: str = _help('transformers\' schedule: "linear" (decays to 0 over the run), "cosine", or '
+                              '"constant_with_warmup" (for runs resumed across sessions)', "linear")
+    save_steps: int | None = _help("keep a resumable checkpoint (weights, optimizer, data order) every this many "
+                                   "steps; a rerun of the stage continues from the latest; null: none", None)
     lora: bool = _help("train LoRA adapters (merged into the weights at the end) instead of every weight", False)
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA scaling numerator", 32)
@@ -60,6 +65,11 @@ class SFTStageConfig:
             raise ConfigError("warmup_ratio must be in [0, 1)")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ConfigError("max_steps must be -1 (run the epochs) or at least 1")
+        if self.lr_scheduler not in ("linear", "cosine", "constant_with_warmup"):
+            raise ConfigError(f'lr_scheduler must be "linear", "cosine" or "constant_with_warmup", not '
+                              f"{self.lr_scheduler!r}")
+        if self.save_steps is not None and self.save_steps < 1:
+            raise ConfigError("save_steps must be at least 1 or null")
 
 
 @dataclass
@@ -164,6 +174,8 @@ def _shaped_step(config: GRPOStageConfig) -> None:
 class SynthSettings:
     """The SportSim clips and questions of a full run (`sportlens synth`'s options)."""
 
+    preset: str = _help('"broadcast" (SportSim: banners, digits; for pretrained VLMs) or "visual" (large marks a '
+                        'model trained from scratch can read; its own clip length and frame rate)', "broadcast")
     clips: int = _help("clips to draw; by clip index, 6 in 10 are train, 2 val and 2 test (indices 0 and 7)", 30)
     seconds: float = _help("clip length in seconds", 24.0)
     fps: int = _help("frames per second of the clips", 6)
@@ -173,6 +185,8 @@ class SynthSettings:
 
     def __post_init__(self) -> None:
         _positive(self, "clips", "seconds", "fps")
+        if self.preset not in SYNTH_PRESETS:
+            raise ConfigError(f"preset must be one of {', '.join(SYNTH_PRESETS)}, not {self.preset!r}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError("workers must be at least 1 or null")
         width, _, height = self.size.lower().partition("x")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -88,7 +89,33 @@ commentary reporting recognition fine grained grounding bounding region evidence
 """
 
 
-def _corpus() -> list[str]:
+@dataclass(frozen=True)
+class ModelShape:
+    """The sizes of a checkpoint built from scratch, and how it reads numbers and frames.
+
+    ``number_tokens``: a number of up to three digits is one token (else every digit is one, Qwen's way); copying a
+    frame label into a tool call is then copying one token. Its tokenizer also learns the protocol's prompts and
+    SportSim visual's words as whole tokens, which makes a training sample about half as long. ``max_pixels`` bounds the pixels the image processor
+    keeps of a frame: 16000 turns a 320×180 frame into 168×84, 18 image tokens. ``tie_embeddings`` shares the input
+    and output embeddings (as Qwen2.5-VL-3B does), so a token the model attends to is one it can write.
+    """
+
+    hidden: int = 128
+    layers: int = 2
+    vision_hidden: int = 128
+    vision_depth: int = 2
+    max_pixels: int | None = None  # None: the image processor's default
+    number_tokens: bool = False
+    tie_embeddings: bool = False
+
+
+DEMO_SHAPE = ModelShape()
+# The shape trained to see SportSim visual clips on a 2-core CPU (training/configs/full-run-visual-cpu.yaml).
+VISUAL_SHAPE = ModelShape(hidden=192, layers=4, vision_hidden=128, vision_depth=2, max_pixels=16000,
+                          number_tokens=True, tie_embeddings=True)
+
+
+def _corpus(number_tokens: bool = False) -> list[str]:
     """Protocol text, sports vocabulary and the shapes of model turns (tool calls, labels, answers)."""
     rng = random.Random(0)
     words = _SPORTS_WORDS.split()
@@ -112,17 +139,41 @@ def _corpus() -> list[str]:
             f"{letter}. {' '.join(rng.choice(words) for _ in range(rng.randrange(2, 6)))}",
         ]
     lines += ["0123456789 .,:;!?'\"()[]{}<>/\\-_+=*&%$#@|~`^"]
+    if number_tokens:  # every number below 1000 often enough to be merged into one token
+        lines += [" ".join(str(n) for n in range(1000))] * 2
     return lines
 
 
-def _train_tokenizer() -> Qwen2TokenizerFast:
+def _visual_corpus() -> list[str]:
+    """The protocol's own prompts and SportSim visual's words, many times: they become few, whole tokens.
+
+    The system prompt alone is ≈480 tokens in the demo tokenizer and ≈1/3 of a training sample's length.
+    """
+    from sportlens.agent import protocol
+    from sportlens.benchmarks import sportsim_visual as visual
+
+    system = protocol.system_message(total_frames=200, fps=2.0, initial_frames=8, frames_per_call=8, max_turns=5)
+    words = [*visual.TEAM_RGB, *visual.PLACES, *visual.SIDES, *visual.KIND_WORDS.values(), *visual.SHAPE_WORDS,
+             "circle", "triangle", *(p for rules in visual.PENALTIES.values() for p in rules.values()), *visual.SPORTS]
+    thoughts = ["frame 12: 1 mark. frame 37: 2 marks. The new mark appeared between frame 12 and frame 37.",
+                "Frame 30 shows the moment: a red square on the left. It shows a blue circle on the right.",
+                "The red team stands on the left. I have not seen the moment, so I can only guess.",
+                "What happened at the incident? Which team was the incident about? Where on the field did the "
+                "incident happen? outside the field What penalty follows the foul in this soccer clip? "
+                "Which side does the blue team defend? top bottom",
+                f"<tool_response>\n</tool_response>\n{protocol.LAST_TURN_NOTE} format error:"]
+    return ([system.text()] + thoughts + [" ".join(words)]) * 20
+
+
+def _train_tokenizer(number_tokens: bool = False) -> Qwen2TokenizerFast:
     """A byte-level BPE trained on the built-in corpus, wrapped with Qwen's special tokens and conventions."""
+    split = PRETOKENIZE_REGEX.replace(r"|\p{N}|", r"|\p{N}{1,3}|") if number_tokens else PRETOKENIZE_REGEX
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
     bpe.pre_tokenizer = pre_tokenizers.Sequence(
         [
             # Qwen2's split: \p{N} stands alone, so every digit is a token and numbers can be constrained digit by digit
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.Split(Regex(split), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
@@ -133,7 +184,7 @@ def _train_tokenizer() -> Qwen2TokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_corpus(), trainer=trainer)
+    bpe.train_from_iterator(_corpus(number_tokens) + (_visual_corpus() if number_tokens else []), trainer=trainer)
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     vocab = model["vocab"] | {token: len(model["vocab"]) + i for i, token in enumerate(SPECIAL_TOKENS)}
@@ -146,12 +197,13 @@ def _train_tokenizer() -> Qwen2TokenizerFast:
         pad_token="<|endoftext|>",
         model_max_length=32768,
     )
+    tokenizer.backend_tokenizer.pre_tokenizer = bpe.pre_tokenizer  # the wrapper sets Qwen's split; keep ours
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
     tokenizer.chat_template = CHAT_TEMPLATE_PATH.read_text()
     return tokenizer
 
 
-def _config(tokenizer: Qwen2TokenizerFast) -> Qwen2_5_VLConfig:
+def _config(tokenizer: Qwen2TokenizerFast, shape: ModelShape) -> Qwen2_5_VLConfig:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     token_ids = {
         "image_token_id": ids["<|image_pad|>"],
@@ -162,43 +214,45 @@ def _config(tokenizer: Qwen2TokenizerFast) -> Qwen2_5_VLConfig:
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
     }
-    hidden, heads, head_dim = 128, 2, 64  # vLLM's CPU attention rejects head_dim 16; 64 works
+    head_dim = 64  # vLLM's CPU attention rejects head_dim 16; 64 works
+    hidden, heads = shape.hidden, shape.hidden // head_dim
     vocab_size = -(-len(tokenizer) // _MODEL_VOCAB_MULTIPLE) * _MODEL_VOCAB_MULTIPLE
     text_config = {
         "vocab_size": vocab_size,
         "hidden_size": hidden,
         "intermediate_size": 4 * hidden,
-        "num_hidden_layers": 2,
+        "num_hidden_layers": shape.layers,
         "num_attention_heads": heads,
         "num_key_value_heads": heads,
         "head_dim": head_dim,
         "max_position_embeddings": 32768,
-        "max_window_layers": 2,
+        "max_window_layers": shape.layers,
         "use_sliding_window": False,
         # mrope splits head_dim / 2 rotary frequencies over time, height and width in Qwen's 2:3:3 ratio
         "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [8, 12, 12]},
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": shape.tie_embeddings,
         **token_ids,
     }
     vision_config = {
-        "depth": 2,
-        "hidden_size": 128,
-        "intermediate_size": 256,
-        "num_heads": 2,
+        "depth": shape.vision_depth,
+        "hidden_size": shape.vision_hidden,
+        "intermediate_size": 2 * shape.vision_hidden,
+        "num_heads": shape.vision_hidden // head_dim,
         "patch_size": 14,
         "spatial_merge_size": 2,
         "temporal_patch_size": 2,
         "tokens_per_second": 2,
         "window_size": 112,
-        "fullatt_block_indexes": [1],
+        "fullatt_block_indexes": [shape.vision_depth - 1],
         "out_hidden_size": hidden,
     }
     return Qwen2_5_VLConfig(
-        text_config=text_config, vision_config=vision_config, tie_word_embeddings=False, dtype="float32", **token_ids
+        text_config=text_config, vision_config=vision_config, tie_word_embeddings=shape.tie_embeddings, dtype="float32",
+        **token_ids,
     )
 
 
-def build_demo_model(out_dir: Path, seed: int = 0) -> Path:
+def build_demo_model(out_dir: Path, seed: int = 0, shape: ModelShape = DEMO_SHAPE) -> Path:
     """Write a random-init Qwen2.5-VL checkpoint (model, tokenizer, processor, chat template, manifest) to out_dir.
 
     Needs no network and takes well under a second on a CPU once torch is imported. The same seed gives the same
@@ -206,8 +260,8 @@ def build_demo_model(out_dir: Path, seed: int = 0) -> Path:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer()
-    config = _config(tokenizer)
+    tokenizer = _train_tokenizer(shape.number_tokens)
+    config = _config(tokenizer, shape)
 
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
         torch.manual_seed(seed)
@@ -220,19 +274,24 @@ def build_demo_model(out_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(out_dir)
 
     processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(),
+        image_processor=Qwen2VLImageProcessor(**({"max_pixels": shape.max_pixels} if shape.max_pixels else {})),
         tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(),
         chat_template=tokenizer.chat_template,
     )
     processor.save_pretrained(out_dir)
     write_legacy_files(out_dir, processor)
+    if shape.number_tokens:  # Qwen2Tokenizer rebuilds Qwen's digit-by-digit split on load; the generic class keeps ours
+        path = out_dir / "tokenizer_config.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"tokenizer_class": "PreTrainedTokenizerFast"},
+                                   indent=2, ensure_ascii=False) + "\n")
 
     manifest = {
         "name": out_dir.resolve().name,
         "base_architecture": "Qwen2_5_VLForConditionalGeneration",
         "stages": ["random-init demo"],
         "seed": seed,
+        "shape": asdict(shape),
         "protocol_version": PROTOCOL_VERSION,
         "note": "random weights built offline for wiring and tests; its answers are random",
     }

@@ -70,7 +70,7 @@ from sportlens.training.config import (
 if TYPE_CHECKING:
     from sportlens.benchmarks.runner import RunSpec
 
-PROFILES = ("cpu-smoke", "cpu", "gpu")
+PROFILES = ("cpu-smoke", "cpu", "gpu", "visual-cpu")
 CONFIGS = Path(__file__).with_name("configs")
 STAGES = ("synth", "base", "distill", "sft", "grpo-v1", "grpo-v2", "evaluate", "export")
 LABELS = {"base": "untrained demo model", "sft": "SFT", "grpo-v1": "SFT+GRPO (v1)", "grpo-v2": "SFT+GRPO (v2)"}
@@ -175,7 +175,7 @@ class Progress:
 
     def __init__(self, out: Path, publish: Path | None) -> None:
         self.path, self.publish = out / "timings.json", publish
-        self.timings: dict[str, dict] = {}
+        self.timings: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
         self._started: dict[str, float] = {}
 
     def start(self, stage: str, what: str) -> None:
@@ -195,8 +195,13 @@ class Progress:
             (self.publish / self.path.name).write_text(self.path.read_text())
 
 
-def run(config: FullRunConfig, publish: Path | None = None) -> dict:
-    """Every stage in order (see the module docstring); returns the evidence table."""
+def run(config: FullRunConfig, publish: Path | None = None, stop_after: str | None = None) -> dict | None:
+    """Every stage in order (see the module docstring); returns the evidence table.
+
+    Stages that ``timings.json`` records as done are skipped, so a run killed (or stopped with ``stop_after``) is
+    resumed by running it again on the same folder; an SFT stage with ``save_steps`` continues from its last
+    checkpoint. Returns None when it stops after a stage before the evaluation.
+    """
     import torch
 
     from sportlens.benchmarks.evidence import verdict_sentence
@@ -210,11 +215,11 @@ def run(config: FullRunConfig, publish: Path | None = None) -> dict:
                                               "config": asdict(config)}, indent=2, default=str) + "\n")
     print(f"full run on {device} into {out}", flush=True)
     progress = Progress(out, publish)
-    _synth(config, progress)
-    _base(config, progress)
-    _distill(config, progress)
-    _sft(config, progress)
-    _grpo(config, progress)
+    for stage, step in (("synth", _synth), ("base", _base), ("distill", _distill), ("sft", _sft), ("grpo-v2", _grpo)):
+        if stage not in progress.timings:
+            step(config, progress)
+        if stop_after == stage:
+            return None
     table = _evaluate(config, progress, publish)
     _export(config, progress, table)
     for verdict in table["verdicts"]:
@@ -231,26 +236,31 @@ def _threads(count: int | None) -> None:
 
 
 def _synth(config: FullRunConfig, progress: Progress) -> None:
-    from sportlens.benchmarks.sportsim import SimSettings, generate
+    from sportlens.benchmarks import sportsim, sportsim_visual
 
     s = config.synth
-    progress.start("synth", f"{s.clips} SportSim clips of {s.seconds:g} s at {s.fps} fps, {s.size}")
-    settings = SimSettings(seconds=s.seconds, fps=s.fps, size=s.frame_size)
-    generate(config.qa.parent, n=s.clips, seed=s.seed, settings=settings, workers=s.workers)
+    if s.preset == "visual":
+        progress.start("synth", f"{s.clips} SportSim visual clips")
+        sportsim_visual.generate(config.qa.parent, n=s.clips, seed=s.seed, workers=s.workers, progress=True)
+    else:
+        progress.start("synth", f"{s.clips} SportSim clips of {s.seconds:g} s at {s.fps} fps, {s.size}")
+        settings = sportsim.SimSettings(seconds=s.seconds, fps=s.fps, size=s.frame_size)
+        sportsim.generate(config.qa.parent, n=s.clips, seed=s.seed, settings=settings, workers=s.workers)
     questions = sum(1 for line in config.qa.read_text().splitlines() if line.strip())
     progress.done("synth", clips=s.clips, questions=questions, clips_per_s=round(s.clips / progress.elapsed("synth"), 2))
 
 
 def _base(config: FullRunConfig, progress: Progress) -> None:
-    from sportlens.training.demo_model import build_demo_model
+    from sportlens.training.demo_model import DEMO_SHAPE, VISUAL_SHAPE, build_demo_model
 
     folder = config.checkpoint("base")
     if config.base_model is not None:
         progress.start("base", f"{config.base_model}, linked as {folder.name}/")
         folder.symlink_to(config.base_model, target_is_directory=True)  # a 7B checkpoint is not copied
     else:
-        progress.start("base", "the untrained demo model (random weights)")
-        build_demo_model(folder)
+        shape = VISUAL_SHAPE if config.synth.preset == "visual" else DEMO_SHAPE
+        progress.start("base", f"an untrained model of the demo architecture (random weights; {shape})")
+        build_demo_model(folder, seed=config.synth.seed, shape=shape)
     weights = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
     progress.done("base", weights_mb=round(weights / 2**20, 2))
 
@@ -267,14 +277,15 @@ def _items(qa: Path, split: str, answer_types: list[str], max_items: int | None,
 
 def _distill(config: FullRunConfig, progress: Progress) -> None:
     from sportlens.agent.loop import AgentSettings
-    from sportlens.benchmarks.oracle import MODEL_ID, OraclePolicy
+    from sportlens.benchmarks.visual_oracle import oracle_for
     from sportlens.training.distill import distill
 
     d = config.distill
     dataset = _items(config.qa, "train", d.answer_types, d.max_items)
     progress.start("distill", f"the oracle answers {len(dataset.items)} training questions through the agent loop")
-    summary = distill(dataset.items, dataset.video_path, OraclePolicy, Path(config.sft.data),
-                      settings=AgentSettings(max_turns=d.max_turns), source=config.qa, teacher_name=MODEL_ID)
+    policy, name = oracle_for(config.qa)
+    summary = distill(dataset.items, dataset.video_path, policy, Path(config.sft.data),
+                      settings=AgentSettings(max_turns=d.max_turns), source=config.qa, teacher_name=name)
     if not summary["kept"]:
         raise RuntimeError(f"the judge kept none of {summary['rejected']} trajectories: {summary['rejected_by_reason']}")
     kept = [json.loads(line)["provenance"]["trajectory"] for line in
@@ -528,6 +539,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="a new or empty folder for every stage's output")
     parser.add_argument("--publish", type=Path, help="also copy evidence.* and timings.json here whenever they change")
     parser.add_argument("--base-model", type=Path, help="start from this Qwen-VL-style checkpoint (overrides base_model)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a run in --out: skip the stages timings.json records as done")
+    parser.add_argument("--stop-after", choices=STAGES[:4], help="end after this stage (resume later with --resume)")
     return parser
 
 
@@ -539,12 +553,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"full_run: error: {error}", file=sys.stderr)
         return 2
-    if args.out.exists() and any(args.out.iterdir()):
-        print(f"full_run: error: {args.out} is not empty; choose a new or empty folder", file=sys.stderr)
+    if not args.resume and args.out.exists() and any(args.out.iterdir()):
+        print(f"full_run: error: {args.out} is not empty; choose a new or empty folder, or --resume", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    table = run(config, args.publish)
-    return 0 if table["questions"] else 1
+    table = run(config, args.publish, stop_after=args.stop_after)
+    return 0 if table is None or table["questions"] else 1
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ class TimeLimit(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if time.perf_counter() - self._started >= self.seconds:
             control.should_training_stop = True
+            control.should_save = True  # a stage with save_steps resumes from here
 
 
 def time_limit(seconds: float | None) -> list[TrainerCallback]:
@@ -124,6 +125,7 @@ def train_sft(config: SFTStageConfig) -> dict:
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of all steps
+        lr_scheduler_type=config.lr_scheduler,
         logging_steps=config.logging_steps,
         seed=config.seed,
         bf16=dtype == torch.bfloat16,
@@ -131,19 +133,24 @@ def train_sft(config: SFTStageConfig) -> dict:
         max_length=None,
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
-        save_strategy="no",
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        save_total_limit=1,
         report_to=[],
         dataloader_num_workers=config.loader_workers,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
                          data_collator=ConversationCollator(processor), callbacks=time_limit(config.max_seconds))
     started = time.perf_counter()
-    result = trainer.train()
+    checkpoints = sorted((Path(config.output_dir) / "trainer").glob("checkpoint-*"), key=lambda p: int(p.name[11:]))
+    resumed_from = int(checkpoints[-1].name[11:]) if config.save_steps is not None and checkpoints else 0
+    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if resumed_from else None)
     seconds = time.perf_counter() - started
-    samples = result.global_step * config.batch_size * config.gradient_accumulation_steps
+    samples = (result.global_step - resumed_from) * config.batch_size * config.gradient_accumulation_steps
     tokens = max((float(e["num_tokens"]) for e in trainer.state.log_history if "num_tokens" in e), default=0.0)
     throughput = {
         "steps": result.global_step,
+        "resumed_from_step": resumed_from,
         "train_seconds": round(seconds, 2),
         "samples_per_s": round(samples / seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1),

@@ -121,3 +121,17 @@ def test_a_time_limit_stops_training_after_the_step_that_crosses_it():
     patient.on_train_begin(None, None, control)
     patient.on_step_end(None, None, control)
     assert not control.should_training_stop
+
+
+@pytest.mark.parametrize("section, values, message", [
+    ("synth", {"preset": "cartoon"}, "preset must be one of broadcast, visual"),
+    ("sft", {"lr_scheduler": "steps"}, "lr_scheduler must be"),
+    ("sft", {"save_steps": 0}, "save_steps must be at least 1"),
+])
+def test_impossible_presets_schedules_and_checkpoint_intervals_are_refused(section, values, message):
+    from sportlens.training.config import SFTStageConfig, SynthSettings, config_from_dict
+
+    kind, required = {"synth": (SynthSettings, {}), "sft": (SFTStageConfig, {"model": "m", "data": "d",
+                                                                            "output_dir": "o"})}[section]
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**required, **values}, kind)

@@ -132,3 +132,22 @@ def test_building_is_deterministic_for_a_seed(demo_model_dir: Path, tmp_path: Pa
     assert (again / "tokenizer.json").read_bytes() == (demo_model_dir / "tokenizer.json").read_bytes()
     assert _sha256(again / "model.safetensors") == _sha256(demo_model_dir / "model.safetensors")
     assert _sha256(other / "model.safetensors") != _sha256(demo_model_dir / "model.safetensors")
+
+
+def test_the_visual_shape_reads_numbers_as_one_token_and_frames_as_18_tokens(tmp_path: Path) -> None:
+    from sportlens.training.demo_model import VISUAL_SHAPE
+
+    folder = build_demo_model(tmp_path / "visual", shape=VISUAL_SHAPE)
+    processor = AutoProcessor.from_pretrained(folder)  # as the backends and vLLM load it
+    tokenizer = processor.tokenizer
+    for number in ("0", "7", "45", "207", "999"):
+        assert len(tokenizer.encode(number, add_special_tokens=False)) == 1, number
+    text = '<tool_call>{"name": "choose_frames", "arguments": {"frame_range": [45, 207]}}</tool_call>'
+    assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False), skip_special_tokens=False) == text
+    for token in SPECIAL_TOKENS:
+        assert len(tokenizer.encode(token, add_special_tokens=False)) == 1, token
+    grid = processor.image_processor(images=[Image.new("RGB", (320, 180))], return_tensors="pt")["image_grid_thw"]
+    assert grid.tolist() == [[1, 6, 12]]  # 6×12 patches of 14 px, merged 2×2: 18 image tokens
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder)
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    assert json.loads((folder / "manifest.json").read_text())["shape"]["number_tokens"] is True

@@ -163,3 +163,39 @@ def test_a_base_model_the_protocol_cannot_use_stops_the_run_before_anything_runs
     assert "base_model:" in (error := capsys.readouterr().err) and "lacks the special token(s) <tool_call>" in error
     assert main(["--profile", "cpu-smoke", "--base-model", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "no checkpoint at" in capsys.readouterr().err and not out.exists()
+
+
+VISUAL_SMOKE = """
+cpu_threads: 1
+synth: {preset: visual, clips: 10, seed: 2, workers: 1}
+distill: {answer_types: [choice], max_items: 4}
+sft: {learning_rate: 1.0e-3, max_steps: 2, batch_size: 2, freeze_vision: false, save_steps: 1}
+grpo: {num_generations: 2, batch_size: 2, max_steps: 1, max_items: 2, max_turns: 2, max_tokens_per_turn: 12}
+eval: {max_items: 2, max_turns: 2, max_tokens_per_turn: 16, chunk: 2, no_tool_for: [grpo-v1]}
+"""
+
+
+def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path, capsys):
+    from dataclasses import replace
+
+    from sportlens.training.full_run import load_full_run
+    from sportlens.training.sft import train_sft
+
+    config, out = tmp_path / "visual.yaml", tmp_path / "run"
+    config.write_text(VISUAL_SMOKE)
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--config", str(config), "--out", str(out), "--stop-after", "distill"]) == 0
+        assert list(json.loads((out / "timings.json").read_text())) == ["synth", "base", "distill"]
+        assert json.loads((out / "base" / "manifest.json").read_text())["shape"]["number_tokens"]  # the visual shape
+        qa_written = (out / "sportsim" / "qa.jsonl").stat().st_mtime_ns
+        assert main(["--config", str(config), "--out", str(out)]) == 2  # a used folder needs --resume
+        assert "--resume" in capsys.readouterr().err
+        assert main(["--config", str(config), "--out", str(out), "--resume", "--stop-after", "sft"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    timings = json.loads((out / "timings.json").read_text())
+    assert list(timings) == ["synth", "base", "distill", "sft"] and timings["sft"]["steps"] == 2
+    assert (out / "sportsim" / "qa.jsonl").stat().st_mtime_ns == qa_written  # done stages are not redone
+    longer = replace(load_full_run(config, out).sft, max_steps=3)
+    assert train_sft(longer)["resumed_from_step"] == 2  # an SFT stage with save_steps continues from its checkpoint

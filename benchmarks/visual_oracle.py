@@ -1,0 +1,84 @@
+"""The oracle of SportSim visual clips: plays the protocol from the pixels alone, the way a trained model should.
+
+Unlike ``oracle.OraclePolicy``, which asks for an item's known event window, this policy reads the frames it was
+shown: it counts the marks in the bar of each initial frame, in order, until one shows a new mark; if that frame
+shows the incident it answers, else it calls ``choose_frames`` on the two initial frames around the new mark, and
+answers from the frame of the returned ones that shows the incident. Its thoughts say exactly that, frame by
+frame, so that a model distilled from it learns a scan whose every step is one short look or one short copy:
+``frame 13: 1 mark. frame 40: 1 mark. frame 67: 2 marks. The new mark appeared between frame 40 and frame 67.``
+Questions about the whole clip (which side a team defends) are answered at once. It answers only when it has seen
+what the answer needs, and otherwise makes the same truth-blind guess as ``OraclePolicy``: with
+``AgentSettings(max_turns=1)`` it is the honest "answer from the k uniform frames" baseline.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from sportlens.agent.backends.base import ChatMessage, Generation
+from sportlens.agent.records import QAItem
+from sportlens.benchmarks.oracle import MODEL_ID as ORACLE_MODEL_ID, OraclePolicy, is_last_turn
+from sportlens.benchmarks.sportsim_visual import GENERATOR_VERSION, count_marks, shows_moment
+from sportlens.tools.frames import Frame
+
+MODEL_ID = "sportsim-visual-oracle"
+
+
+def scan_thought(frames: list[Frame]) -> tuple[str, int | None]:
+    """The scan of initial frames up to the first with a new mark, and that frame's position (None: no new mark)."""
+    first = count_marks(frames[0].image)
+    parts = []
+    for position, frame in enumerate(frames):
+        marks = count_marks(frame.image)
+        parts.append(f"frame {frame.index}: {marks} mark{'s' if marks != 1 else ''}.")
+        if marks > first:
+            return " ".join(parts), position
+    return " ".join(parts), None
+
+
+class VisualOraclePolicy(OraclePolicy):
+    """Answers a SportSim visual ``item`` from the frames it has been shown; a fresh instance per question."""
+
+    model_id = MODEL_ID
+
+    def __init__(self, item: QAItem) -> None:
+        super().__init__(item, cue=shows_moment)
+
+    def generate(
+        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float = 0.0, constraint: str | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Generation:
+        last_turn = is_last_turn(messages)
+        initial = [part for part in messages[1].parts if isinstance(part, Frame)]
+        later = [part for m in messages[2:] if m.role == "user" for part in m.parts if isinstance(part, Frame)]
+        answer = f"<answer>{self.item.answer}</answer>"
+        if self.item.task == "side":
+            return _turn(self.item.explanation or "", answer)
+        moment = f"shows the moment: {(self.item.explanation or '').removeprefix('It shows ').rstrip('.')}."
+        seen = next((f for f in later if shows_moment(f.image)), None)
+        if seen is not None:
+            return _turn(f"Frame {seen.index} {moment}", answer)
+        scan, position = scan_thought(initial)
+        if position is not None and shows_moment(initial[position].image):
+            return _turn(f"{scan} Frame {initial[position].index} {moment}", answer)
+        if position and not later and not last_turn:
+            start, end = initial[position - 1].index, initial[position].index
+            call = json.dumps({"name": "choose_frames", "arguments": {"frame_range": [start, end]}})
+            return _turn(f"{scan} The new mark appeared between frame {start} and frame {end}.",
+                         f"<tool_call>{call}</tool_call>")
+        return _turn(f"{scan} I have not seen the moment, so I can only guess.",
+                     f"<answer>{self._guess(initial)}</answer>")
+
+
+def _turn(thought: str, action: str) -> Generation:
+    return Generation(text=f"<think>{thought}</think>\n{action}", tokens_in=0, tokens_out=0)
+
+
+def oracle_for(dataset: Path) -> tuple[type[OraclePolicy], str]:
+    """The oracle that plays a question set and its model id: this one for a SportSim visual set (its sportsim.json
+    says so), else ``OraclePolicy``, which asks for the event window."""
+    described = Path(dataset).parent / "sportsim.json"
+    if described.exists() and json.loads(described.read_text()).get("generator") == GENERATOR_VERSION:
+        return VisualOraclePolicy, MODEL_ID
+    return OraclePolicy, ORACLE_MODEL_ID
