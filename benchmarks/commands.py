@@ -21,6 +21,9 @@ class _BadInput(Exception):
 
 
 SYNTH_PRESETS = ("broadcast", "visual")
+SAMPLER_HELP = ('how frames are spread over the video and inside a tool call\'s range (tools/frames.py): "centred" '
+                '(the default: the centre of each of n equal bins) or "framethinker" (FrameThinker\'s linspace: the '
+                "first and last frame of the video, a range's own ends left out); serve, train and bench with one")
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -60,6 +63,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--max-turns", type=int, default=5)
     bench.add_argument("--initial-frames", type=int, default=8)
     bench.add_argument("--frames-per-call", type=int, default=8)
+    bench.add_argument("--sampler", default="centred", help=SAMPLER_HELP + "; the baselines use it too")
     bench.add_argument("--constrain", action=argparse.BooleanOptionalAction, default=None,
                        help="keep turns inside the protocol with a regex (default: on in-process, off over HTTP)")
     bench.add_argument("--judge-url", action="append", default=[],
@@ -139,6 +143,7 @@ def _bench(args: argparse.Namespace) -> int:
     from sportlens.agent.loop import AgentSettings
     from sportlens.benchmarks.judge import panel_from_flags
     from sportlens.benchmarks.loaders import DatasetError, load_dataset
+    from sportlens.benchmarks.oracle import oracle_backends
     from sportlens.benchmarks.visual_oracle import oracle_for
     from sportlens.benchmarks.report import write_lmms_eval, write_report
     from sportlens.benchmarks.runner import BenchError, export_results, run_benchmark, standard_runs, write_config
@@ -156,7 +161,7 @@ def _bench(args: argparse.Namespace) -> int:
         artifact = CalibrationArtifact.load(args.calibration) if args.calibration else None
         constrain = args.constrain if args.constrain is not None else not (args.backend_url or args.oracle)
         agent = AgentSettings(initial_frames=args.initial_frames, frames_per_call=args.frames_per_call,
-                              max_turns=args.max_turns, constrain=constrain,
+                              max_turns=args.max_turns, constrain=constrain, sampler=args.sampler,
                               score_options=args.score_options or (artifact is not None and artifact.method != "sample"),
                               answer_samples=args.samples or (10 if artifact is not None and artifact.method == "sample" else 0))
         runs = standard_runs(_baselines(args.baselines), constrain=constrain, agent=agent)
@@ -165,7 +170,7 @@ def _bench(args: argparse.Namespace) -> int:
         raise _BadInput(str(error)) from error
     backend = None
     if args.oracle:
-        backend_for, _ = oracle_for(args.dataset)
+        backend_for = oracle_backends(oracle_for(args.dataset)[0], dataset.video_path)
     else:
         backend = _model_backend(args)
         backend_for = lambda item: backend  # noqa: E731 — one shared model for every question
@@ -180,6 +185,7 @@ def _bench(args: argparse.Namespace) -> int:
         "model": "oracle" if args.oracle else (args.model_name or str(args.model or "demo")),
         "runs": {run.name: asdict(run.settings) for run in runs},
         "concurrency": args.concurrency, "judges": judge.names if judge else [], "box_units": args.box_units,
+        "sampler": args.sampler,
     }
     try:
         args.out.mkdir(parents=True, exist_ok=True)

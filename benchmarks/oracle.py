@@ -7,6 +7,10 @@ has been shown and, for a SportSim event, that frame visibly carries the event b
 ``sportsim_render.shows_banner``). Until then it asks ``choose_frames`` for the event window; on a last turn
 with nothing seen it makes a fixed, truth-blind guess. With ``AgentSettings(max_turns=1)`` the same policy is
 the honest "answer from the k uniform frames" baseline.
+
+A box is answered as a model writes it, in pixels of the frame it was shown (``scoring.BoxSpace``), so the oracle
+scores what a perfect model scores; :func:`oracle_backends` tells each box question's oracle the size of the video
+or image its truth is counted in.
 """
 from __future__ import annotations
 
@@ -14,14 +18,19 @@ import json
 import re
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from sportlens.agent import protocol
 from sportlens.agent.backends.base import ChatMessage, Generation
 from sportlens.agent.records import QAItem
+from sportlens.benchmarks.loaders import is_image
+from sportlens.benchmarks.scoring import BoxSpace, parse_box
 from sportlens.benchmarks.sportsim_render import shows_banner
 from sportlens.tools.frames import Frame
+from sportlens.tools.video import probe
 
 MODEL_ID = "sportsim-oracle"
 UNSEEN_ANSWER = "I did not see the moment the question is about."
@@ -39,15 +48,21 @@ class OraclePolicy:
         cue: whether a frame inside the event window shows the evidence; default: the SportSim banner.
             A window covering the whole video needs no cue (any frame shows a team's formation).
             Pass ``lambda frame: True`` for datasets whose windows are trusted as they are.
+        original_size: (width, height) of the video or image the item's box is counted in; its box answer is
+            that box mapped into the pixels of the frames shown. None: the box is already in the shown pixels.
 
     It is no language model: it reports 0 tokens and no logprobs.
     """
 
     model_id = MODEL_ID
 
-    def __init__(self, item: QAItem, *, cue: Callable[[np.ndarray], bool] = shows_banner) -> None:
+    def __init__(
+        self, item: QAItem, *, cue: Callable[[np.ndarray], bool] = shows_banner,
+        original_size: tuple[int, int] | None = None,
+    ) -> None:
         self.item = item
         self.cue = cue
+        self.original_size = original_size
 
     def generate(
         self, messages: list[ChatMessage], *, max_tokens: int, temperature: float = 0.0, constraint: str | None = None,
@@ -63,7 +78,7 @@ class OraclePolicy:
         if evidence:
             indices = ", ".join(str(f.index) for f in evidence[:4])
             thought = f"Frames {indices} show the moment. {self.item.explanation or ''}".strip()
-            return _turn(thought, f"<answer>{_clean(self.item.answer)}</answer>")
+            return _turn(thought, f"<answer>{_clean(self._truth(evidence[0]))}</answer>")
         requested = _requested_ranges(messages)
         if not last:
             frame_range = _widen(window, frames_per_call, last_frame, requested)
@@ -84,6 +99,15 @@ class OraclePolicy:
         start, end = self.item.event_window
         return max(0, start), min(last_frame, end)
 
+    def _truth(self, shown: Frame) -> str:
+        """The reference answer as a model shown ``shown`` writes it: a box in that frame's pixels."""
+        box = (self.item.box or parse_box(self.item.answer)) if self.item.answer_type == "box" else None
+        if box is None or self.original_size is None:
+            return self.item.answer
+        height, width = shown.image.shape[:2]
+        space = BoxSpace(shown=(width, height), original=self.original_size)
+        return json.dumps([round(value) for value in space.to_shown(box)])
+
     @staticmethod
     def _whole(window: tuple[int, int], last_frame: int) -> bool:
         return window == (0, last_frame)
@@ -99,6 +123,32 @@ class OraclePolicy:
             height, width = shown[0].image.shape[:2] if shown else (360, 640)
             return json.dumps([width // 4, height // 4, 3 * width // 4, 3 * height // 4])
         return UNSEEN_ANSWER
+
+
+def oracle_backends(
+    policy: Callable[..., OraclePolicy], video_path: Callable[[QAItem], Path]
+) -> Callable[[QAItem], OraclePolicy]:
+    """A fresh ``policy`` per item (the runner's ``backend_for``, distill's ``teacher``).
+
+    A box item's oracle is told the size of its video or image (``video_path(item)``), so that it answers in the
+    shown frame's pixels; no other answer depends on the size, so no other item's file is opened for it.
+    """
+
+    def backend_for(item: QAItem) -> OraclePolicy:
+        if item.answer_type != "box":
+            return policy(item)
+        return policy(item, original_size=media_size(video_path(item)))
+
+    return backend_for
+
+
+def media_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a video as displayed, or of an image (SportR's questions are about stills)."""
+    if is_image(path):
+        with Image.open(path) as image:
+            return image.size
+    info = probe(path)
+    return info.width, info.height
 
 
 def is_last_turn(messages: list[ChatMessage]) -> bool:

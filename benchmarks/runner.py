@@ -54,7 +54,7 @@ def standard_runs(baselines: list[int], *, constrain: bool, agent: AgentSettings
     runs = [RunSpec("agent", agent)]
     runs += [
         RunSpec(f"uniform{k}", AgentSettings(initial_frames=k, max_turns=1, constrain=constrain,
-                                             max_tokens_per_turn=agent.max_tokens_per_turn))
+                                             max_tokens_per_turn=agent.max_tokens_per_turn, sampler=agent.sampler))
         for k in baselines
     ]
     return runs

@@ -78,9 +78,18 @@ class BoxSpace:
 
     def to_original(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         """``box`` as the model wrote it, in pixels of the original."""
-        across, down = (NORM_RANGE, NORM_RANGE) if self.units == "norm1000" else self.shown
-        sx, sy = self.original[0] / across, self.original[1] / down
+        sx, sy = self._scale()
         return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
+
+    def to_shown(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """``box`` in pixels of the original, as the model should write it (what the oracle answers)."""
+        sx, sy = self._scale()
+        return box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy
+
+    def _scale(self) -> tuple[float, float]:
+        """Pixels of the original per unit the model writes, across and down."""
+        across, down = (NORM_RANGE, NORM_RANGE) if self.units == "norm1000" else self.shown
+        return self.original[0] / across, self.original[1] / down
 
 
 def normalize(text: str) -> str:

@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from sportlens.benchmarks.commands import SAMPLER_HELP  # argparse only, like the subcommands registered below
+
     parser = argparse.ArgumentParser(prog="sportlens", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--max-turns", type=int, default=5)
     ask.add_argument("--initial-frames", type=int, default=8)
     ask.add_argument("--frames-per-call", type=int, default=8)
+    ask.add_argument("--sampler", default="centred", help=SAMPLER_HELP)
     ask.add_argument(
         "--constrain",
         action=argparse.BooleanOptionalAction,
@@ -121,6 +124,7 @@ def _ask(args: argparse.Namespace) -> int:
             initial_frames=args.initial_frames,
             frames_per_call=args.frames_per_call,
             max_turns=args.max_turns,
+            sampler=args.sampler,
             constrain=args.constrain if args.constrain is not None else args.backend_url is None,
             score_options=artifact is not None and artifact.method != "sample",
             answer_samples=args.samples if artifact is not None and artifact.method == "sample" else 0,

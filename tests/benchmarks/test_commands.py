@@ -4,7 +4,11 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from sportlens.tools.testclips import write_index_clip
 
 
 def sportlens(*args, timeout=300):
@@ -54,6 +58,28 @@ def check_lmms_eval_layout(folder, report):
         assert any("iou" in s for s in samples)
 
 
+def test_the_oracle_answers_boxes_on_large_videos_and_stills_and_the_sampler_is_recorded(tmp_path):
+    """A 1280×720 video and a 1280×720 SportR-style still, shown at 640×360: the oracle's boxes score IoU 1."""
+    write_index_clip(tmp_path / "wide.mp4", frames=48, fps=12, size=(1280, 720))
+    noise = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "still.png")
+    items = [{"id": name, "video": name, "question": "Where is the evidence?", "answer": "[201, 99, 601, 500]",
+              "answer_type": "box", "sport": "soccer", "task": "evidence_box", "box": [201, 99, 601, 500]}
+             for name in ("wide.mp4", "still.png")]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    ran = sportlens("bench", tmp_path / "qa.jsonl", "--oracle", "--out", tmp_path / "bench", "--baselines", "uniform8",
+                    "--sampler", "framethinker", "--no-progress")
+    assert ran.returncode == 0, ran.stderr
+    records = [json.loads(line) for line in (tmp_path / "bench" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and all(r["score"]["iou"] > 0.99 for r in records)
+    agent = next(r for r in records if r["run"] == "agent" and r["item_id"] == "wide.mp4")["result"]["trajectory"]
+    assert [f["index"] for f in agent["initial_frames"]][::7] == [0, 47]  # FrameThinker's: the first and the last
+    for config in (json.loads((tmp_path / "bench" / "bench.json").read_text()),
+                   json.loads((tmp_path / "bench" / "report.json").read_text())["config"]):
+        assert config["sampler"] == "framethinker"
+        assert {run["sampler"] for run in config["runs"].values()} == {"framethinker"}  # the baseline's frames too
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -63,6 +89,8 @@ def check_lmms_eval_layout(folder, report):
         (["bench", "{qa}", "--oracle", "--model", "m", "--out", "{tmp}/o"], "not --model and --oracle"),
         (["bench", "{qa}", "--backend-url", "http://x", "--out", "{tmp}/o"], "--model-name"),
         (["bench", "{qa}", "--oracle", "--baselines", "random8", "--out", "{tmp}/o"], "uniformK"),
+        (["bench", "{qa}", "--oracle", "--sampler", "random", "--out", "{tmp}/o"],
+         "sampler must be one of centred, framethinker, not 'random'"),
         (["bench", "{qa}", "--oracle", "--judge-url", "http://j", "--out", "{tmp}/o"], "go together"),
         (["bench", "{qa}", "--oracle", "--judge-url", "http://j", "--judge-url", "http://k", "--judge-model", "a",
           "--judge-model", "b", "--judge-model", "c", "--out", "{tmp}/o"], "one --judge-model per --judge-url"),

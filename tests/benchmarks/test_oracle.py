@@ -4,8 +4,9 @@ import json
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.protocol import check_frame_range, parse_turn
 from sportlens.agent.records import QAItem
-from sportlens.benchmarks.oracle import UNSEEN_ANSWER, OraclePolicy, _widen
-from sportlens.benchmarks.scoring import score_answer
+from sportlens.benchmarks.oracle import UNSEEN_ANSWER, OraclePolicy, _widen, oracle_backends
+from sportlens.benchmarks.scoring import BoxSpace, score_answer
+from sportlens.tools.testclips import write_index_clip
 from sportlens.tools.video import Video
 
 
@@ -89,3 +90,18 @@ def test_the_oracle_asks_for_the_narrowest_range_the_protocol_accepts_and_never_
 def test_the_oracle_never_asks_for_the_whole_video_again():
     assert _widen((0, 299), 8, 299, []) is None
     assert _widen((1, 298), 8, 299, []) is None
+
+
+def test_on_a_video_larger_than_the_shown_frames_the_oracle_answers_a_box_in_the_shown_pixels(tmp_path):
+    clip = write_index_clip(tmp_path / "wide.mp4", frames=24, fps=6, size=(1280, 720))
+    item = QAItem(id="box-1", video="wide.mp4", question="Where is the foul?", answer="[200, 100, 601, 500]",
+                  answer_type="box", sport="soccer", task="evidence_box", box=(200, 100, 601, 500))
+    oracle = oracle_backends(OraclePolicy, lambda asked: tmp_path / asked.video)(item)
+    assert oracle.original_size == (1280, 720)
+    with Video(clip) as video:  # shown at 640×360, as the runner shows it
+        trajectory = answer_question(video, item.question, oracle, settings=AgentSettings(max_turns=1))
+    assert json.loads(trajectory.answer) == [100, 50, 300, 250]  # halved, as a model sees it (300.5 rounds to even)
+    score = score_answer(item, trajectory.answer, box_space=BoxSpace.for_video(1280, 720))
+    assert score.correct and score.iou > 0.99
+    unscaled = score_answer(item, item.answer, box_space=BoxSpace.for_video(1280, 720))
+    assert not unscaled.correct  # the truth as it is, read as shown pixels, lands twice as far: why the oracle maps it

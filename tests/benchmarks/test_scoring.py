@@ -57,6 +57,8 @@ def test_a_box_on_a_1280x720_image_is_compared_in_its_original_pixels():
     assert score_answer(truth, "[100, 72, 300, 252]", box_space=pixels).iou == pytest.approx(1.0)
     assert score_answer(truth, "[156.25, 200, 468.75, 700]", box_space=norm).iou == pytest.approx(1.0)
     assert score_answer(truth, "[100, 72, 300, 252]").iou < 0.1  # compared unscaled, as before
+    assert pixels.to_shown((200, 144, 600, 504)) == (100, 72, 300, 252)  # what a right model writes (the oracle)
+    assert norm.to_shown((200, 144, 600, 504)) == pytest.approx((156.25, 200, 468.75, 700))
     small = BoxSpace.for_video(320, 180)  # never enlarged: shown as it is
     assert small.shown == (320, 180) and small.to_original((1, 2, 3, 4)) == (1, 2, 3, 4)
     with pytest.raises(ValueError, match="norm1000"):

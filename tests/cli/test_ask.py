@@ -73,3 +73,17 @@ def test_every_bad_input_is_one_clear_line_and_a_nonzero_exit(clip, tmp_path, sp
         assert len(lines) == 1 and lines[0].startswith("sportlens: error: "), (name, run.stderr)
         assert words.lower() in lines[0].lower(), (name, lines[0])
         assert "Traceback" not in run.stdout, name
+
+
+def test_the_sampler_chooses_the_initial_frames(clip, demo_model_dir, sportlens):
+    run = sportlens("ask", clip, "Who scored?", "--options", "A) red;B) blue", "--model", demo_model_dir,
+                    "--max-turns", "1", "--json", "--sampler", "framethinker")
+    assert run.returncode == 0, run.stderr
+    shown = [frame.index for frame in Result.model_validate_json(run.stdout).trajectory.initial_frames]
+    assert shown == [0, 42, 85, 128, 170, 213, 256, 299]  # FrameThinker's linspace: the first and the last frame
+
+
+def test_an_unknown_sampler_is_one_line_and_exit_2(clip, sportlens):
+    run = sportlens("ask", clip, "q?", "--sampler", "random")
+    assert run.returncode == 2
+    assert run.stderr.strip() == "sportlens: error: sampler must be one of centred, framethinker, not 'random'"
