@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from sportlens.benchmarks.commands import DATASET_FORMATS
+from sportlens.benchmarks.commands import DATASET_FORMATS, SAMPLER_HELP
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -25,12 +25,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     distill.add_argument("--teacher-url", help="OpenAI-compatible server of the teacher VLM (default: the SportSim oracle)")
     distill.add_argument("--teacher-model", help="the teacher's name on that server")
     distill.add_argument("--api-key", default=os.environ.get("SPORTLENS_BACKEND_API_KEY"))
-    distill.add_argument("--split", default="train", help='only questions of this split ("" for all; default train)')
+    distill.add_argument("--split", help='only questions of this split; "" for all (default: "train" when the file '
+                                         "has splits, else every question: Video-R1 and SPORTU files have none)")
     distill.add_argument("--types", default="choice,yes_no,box,open", help="answer types to distill, comma-separated")
     distill.add_argument("--limit", type=int, help="only the first N questions (after the filters)")
     distill.add_argument("--max-turns", type=int, default=5)
     distill.add_argument("--initial-frames", type=int, default=8)
     distill.add_argument("--frames-per-call", type=int, default=8)
+    distill.add_argument("--sampler", default="centred", help=SAMPLER_HELP)
     distill.add_argument("--temperature", type=float, default=0.0, help="the teacher's sampling temperature")
     distill.set_defaults(run=_distill)
 
@@ -73,26 +75,29 @@ def _distill(args: argparse.Namespace) -> int:
         raise UsageError("--teacher-url and --teacher-model go together (or neither, for the SportSim oracle)")
     try:
         settings = AgentSettings(initial_frames=args.initial_frames, frames_per_call=args.frames_per_call,
-                                 max_turns=args.max_turns, temperature=args.temperature)
+                                 max_turns=args.max_turns, temperature=args.temperature, sampler=args.sampler)
         dataset = load_dataset(args.dataset, args.format)
     except (ValueError, DatasetError) as error:
         raise UsageError(str(error)) from error
     types = {t for t in args.types.split(",") if t}
-    items = [i for i in dataset.items if (not args.split or i.split == args.split) and i.answer_type in types]
+    unsplit = all(item.split is None for item in dataset.items)
+    split = args.split if args.split is not None else ("" if unsplit else "train")
+    items = [i for i in dataset.items if (not split or i.split == split) and i.answer_type in types]
     items = items[: args.limit] if args.limit else items
     if not items:
-        unsplit = all(item.split is None for item in dataset.items)
-        hint = " (its questions carry no split: give --split '')" if unsplit else ""
-        raise UsageError(f"{args.dataset}: no questions of split {args.split!r} and types {sorted(types)}{hint}")
+        hint = " (its questions carry no split: leave --split out or give --split '')" if unsplit and split else ""
+        raise UsageError(f"{args.dataset}: no questions of split {split!r} and types {sorted(types)}{hint}")
     if args.teacher_url:
         from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
 
         backend = OpenAIHTTPBackend(args.teacher_url, args.teacher_model, api_key=args.api_key)
         teacher, name = (lambda item: backend), f"{args.teacher_model} @ {args.teacher_url}"
     else:
+        from sportlens.benchmarks.oracle import oracle_backends
         from sportlens.benchmarks.visual_oracle import oracle_for
 
-        teacher, name = oracle_for(args.dataset)
+        policy, name = oracle_for(args.dataset)
+        teacher = oracle_backends(policy, dataset.video_path)
     try:
         summary = distill(items, dataset.video_path, teacher, args.out, settings=settings, source=args.dataset,
                           source_format=dataset.format, teacher_name=name)

@@ -14,7 +14,8 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
-from sportlens.benchmarks.commands import SYNTH_PRESETS
+from sportlens.benchmarks.commands import SAMPLER_HELP, SYNTH_PRESETS
+from sportlens.tools.frames import SAMPLERS
 from sportlens.training.rewards import PRESETS, REWARDS
 
 
@@ -112,6 +113,7 @@ class GRPOStageConfig:
     max_turns: int = _help("assistant turns per rollout; the last must answer", 5)
     initial_frames: int = _help("uniform frames in the first user turn", 8)
     frames_per_call: int = _help("frames a choose_frames call returns", 8)
+    sampler: str = _help(SAMPLER_HELP, "centred")
     max_tokens_per_turn: int = _help("generation budget of one turn", 256)
     temperature: float = _help("sampling temperature of the rollouts", 1.0)
     constrain: bool = _help("keep rollout turns inside the protocol with the regex constraint", False)
@@ -136,6 +138,8 @@ class GRPOStageConfig:
                               f"({', '.join(f.__name__ for f in terms)}), not {len(self.reward_weights)}")
         if (self.judge_url is None) != (self.judge_model is None):
             raise ConfigError("judge_url and judge_model go together")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}")
         if self.preflight not in ("off", "report", "drop"):
             raise ConfigError(f'preflight must be "off", "report" or "drop", not {self.preflight!r}')
         if self.num_generations < 2:

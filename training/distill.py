@@ -29,14 +29,14 @@ from sportlens.agent.backends.base import ChatMessage, ModelBackend
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.protocol import parse_turn
 from sportlens.agent.records import PROTOCOL_VERSION, QAItem, Trajectory
-from sportlens.benchmarks.scoring import score_answer
+from sportlens.benchmarks.scoring import BoxSpace, score_answer
 from sportlens.tools.frames import Frame
 from sportlens.training.conversations import RecordingBackend
 from sportlens.training.rewards import format_ok
 
 log = logging.getLogger(__name__)
 
-JUDGE_VERSION = "distill-judge-v1"
+JUDGE_VERSION = "distill-judge-v2"  # v2: a box answer is read in pixels of the frame shown, as the bench reads it
 _RANGE_IN_THOUGHT = re.compile(r"frames? (\d+) (?:to|-|–) (\d+)")
 _LOOKS_AGAIN = re.compile(r"look closer|choose_frames|need (?:more|other) frames", re.IGNORECASE)
 
@@ -59,14 +59,16 @@ class Conversation(BaseModel):
 def judge(item: QAItem, trajectory: Trajectory) -> list[str]:
     """Why a teacher trajectory is unfit to imitate; an empty list keeps it (``JUDGE_VERSION``).
 
-    - the answer is correct (``benchmarks.scoring``; an open answer must match exactly: no LLM judge here);
+    - the answer is correct (``benchmarks.scoring``, a box mapped from the shown frame as the bench maps it; an
+      open answer must match exactly: no LLM judge here);
     - every turn is protocol-valid (``rewards.format_ok``);
     - no interval is requested twice;
     - each thought is consistent with its action: it is not empty; a tool call's thought that names a frame
       range ("frames 40 to 60") names the range called; an answer's thought does not announce another look.
     """
     reasons = []
-    if score_answer(item, trajectory.answer).correct is not True:
+    space = BoxSpace.for_video(trajectory.video.width, trajectory.video.height)
+    if score_answer(item, trajectory.answer, box_space=space).correct is not True:
         reasons.append(f"answer {trajectory.answer!r} is not the reference {item.answer!r}")
     if not format_ok(trajectory):
         errors = [s.format_error or parse_turn(s.raw_output).error for s in trajectory.steps]

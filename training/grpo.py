@@ -227,9 +227,18 @@ def choose_frames(frame_range: list[int]) -> str:
     """Return frames sampled uniformly inside a range of raw frame indices of the video.
 
     Args:
-        frame_range: [start, end], raw frame indices, start < end.
+        frame_range: [start, end], raw frame indices inside the video with start < end - n, n being the frames a
+            call returns, so that n frames lie strictly between start and end (protocol v2). Neither the whole
+            video nor an earlier range, not even off by one frame at either end.
     """
     raise RuntimeError("choose_frames is served by the agent loop during rollouts, never by TRL")
+
+
+def rollout_settings(config: GRPOStageConfig) -> AgentSettings:
+    """The loop's settings for the rollouts: the config's turns, frames, sampler, sampling and constraint."""
+    return AgentSettings(initial_frames=config.initial_frames, frames_per_call=config.frames_per_call,
+                         max_turns=config.max_turns, max_tokens_per_turn=config.max_tokens_per_turn,
+                         temperature=config.temperature, constrain=config.constrain, sampler=config.sampler)
 
 
 def train_grpo(config: GRPOStageConfig) -> dict:
@@ -258,9 +267,7 @@ def train_grpo(config: GRPOStageConfig) -> dict:
     ])
     preset = reward_preset(config.reward, config.reward_weights)
     judge = _judge(config)
-    settings = AgentSettings(initial_frames=config.initial_frames, frames_per_call=config.frames_per_call,
-                             max_turns=config.max_turns, max_tokens_per_turn=config.max_tokens_per_turn,
-                             temperature=config.temperature, constrain=config.constrain)
+    settings = rollout_settings(config)
     timer = RolloutTimer()
     with tempfile.TemporaryDirectory() as scratch:
         args = GRPOConfig(

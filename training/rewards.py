@@ -7,9 +7,9 @@ needs as keyword lists, ignores the others (``**kwargs``) and returns one float 
 The three signals every reward is built from:
 
 - ``acc`` — how right the final answer is, scored as the benchmarks score it (``benchmarks.scoring``): 1 or 0 for
-  option letters, yes/no and exact open answers; the IoU with the true box for box answers; for other open answers
-  the judge's verdict when a judge is given, else Video-R1's overlap with the reference (:func:`answer_overlap`);
-  0 without an answer.
+  option letters, yes/no and exact open answers; the IoU with the true box for box answers (written in pixels of
+  the frame shown, mapped into the video's as the bench maps them); for other open answers the judge's verdict
+  when a judge is given, else Video-R1's overlap with the reference (:func:`answer_overlap`); 0 without an answer.
 - ``g_fmt`` — the format gate: 1 when the trajectory answered and every turn kept the protocol (``parse_turn``
   found no error and the loop recorded no broken rule: a bad range, a repeated interval, a tool call on the last
   turn, an answer outside the options), else 0.
@@ -33,7 +33,7 @@ from typing import Protocol
 from sportlens.agent.protocol import parse_turn
 from sportlens.agent.records import QAItem, Trajectory
 from sportlens.benchmarks.judge import Verdict
-from sportlens.benchmarks.scoring import score_answer
+from sportlens.benchmarks.scoring import BoxSpace, score_answer
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ def answer_accuracy(
     """
     item = QAItem(id="-", video="-", question=trajectory.question, answer=answer, answer_type=answer_type, sport="",
                   task="", box=tuple(box) if box is not None else None)
-    score = score_answer(item, trajectory.answer, judge)
+    space = BoxSpace.for_video(trajectory.video.width, trajectory.video.height)  # as the bench maps a box
+    score = score_answer(item, trajectory.answer, judge, box_space=space)
     if score.iou is not None:
         return float(score.iou)
     if score.correct is None:  # an open answer (so answered) without a judge, or the judge failed on it
@@ -343,8 +344,13 @@ def _f_measure(matches: int, answer_count: int, reference_count: int) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
-def example_trajectory(answer: str | None, *, tool: bool = False, format_error: str | None = None) -> Trajectory:
-    """A hand-built closed-question trajectory for docstrings and tests: optionally one tool call, then an answer."""
+def example_trajectory(
+    answer: str | None, *, tool: bool = False, format_error: str | None = None, video_size: tuple[int, int] = (640, 360)
+) -> Trajectory:
+    """A hand-built closed-question trajectory for docstrings and tests: optionally one tool call, then an answer.
+
+    ``video_size`` is the (width, height) of the video asked about, whose frames were shown at most 640×360.
+    """
     from sportlens.agent.records import FrameRef, Step, VideoSummary
 
     steps = []
@@ -356,8 +362,8 @@ def example_trajectory(answer: str | None, *, tool: bool = False, format_error: 
     text = f"<think>it is {answer}</think>\n<answer>{answer}</answer>"
     steps.append(Step(turn=len(steps) + 1, thought=f"it is {answer}", action="answer", answer=answer,
                       format_error=format_error, raw_output=text, tokens_in=0, tokens_out=0, latency_s=0.0))
-    video = VideoSummary(path="clip.mp4", frames=120, fps=6.0, duration_s=20.0, width=640, height=360, codec="h264",
-                         rotation=0, reader="pyav")
+    video = VideoSummary(path="clip.mp4", frames=120, fps=6.0, duration_s=20.0, width=video_size[0],
+                         height=video_size[1], codec="h264", rotation=0, reader="pyav")
     return Trajectory(question="Which foul?", options=["A) a", "B) b", "C) c"], model="example", video=video,
                       initial_frames=[FrameRef(index=7 + 15 * i, seconds=(7 + 15 * i) / 6) for i in range(8)],
                       steps=steps, answer=answer, tokens_in=0, tokens_out=0, latency_s=0.0, model_latency_s=0.0,

@@ -23,6 +23,7 @@ def test_json_grpo_config_with_its_defaults(tmp_path):
     path = write(tmp_path, "grpo.json", json.dumps({"model": "/m", "data": "/q.jsonl", "output_dir": "/o", "reward": "v2"}))
     config = load_config(path, GRPOStageConfig)
     assert (config.reward, config.num_generations, config.beta, config.max_turns) == ("v2", 8, 0.04, 5)
+    assert config.sampler == "centred"  # what serving and `sportlens bench` use by default
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,7 @@ def test_json_grpo_config_with_its_defaults(tmp_path):
         ({"dtype": "fp8"}, 'dtype must be "auto"'),
         ({"answer_types": ["essay"]}, "answer_types takes"),
         ({"max_seconds": 0}, "max_seconds must be > 0 or null"),
+        ({"sampler": "random"}, "sampler must be one of centred, framethinker, not 'random'"),
     ],
 )
 def test_impossible_grpo_configs_are_refused_naming_the_file(tmp_path, extra, message):

@@ -16,7 +16,7 @@ def test_the_oracle_conversations_are_kept_with_frames_and_provenance(distilled:
     assert len(conversations) == 6
     record = json.loads((distilled / "conversations.jsonl").read_text().splitlines()[0])
     assert record["provenance"]["teacher"] == "sportsim-oracle"
-    assert record["provenance"]["judge"] == "distill-judge-v1" and len(record["provenance"]["video_sha256"]) == 64
+    assert record["provenance"]["judge"] == "distill-judge-v2" and len(record["provenance"]["video_sha256"]) == 64
     messages, images = conversations[0]
     assert [m["role"] for m in messages][:2] == ["system", "user"] and messages[-1]["role"] == "assistant"
     assert all(path.suffix == ".jpg" and path.is_file() for path in images)
@@ -41,6 +41,13 @@ def test_the_judge_names_what_is_wrong():
     hesitant = example_trajectory("B")
     hesitant.steps[0].thought = "I should look closer"
     assert "announces another look" in judge(item(), hesitant)[0]
+
+
+def test_the_judge_maps_a_box_from_the_shown_frame_as_the_bench_does():
+    box = QAItem(id="q", video="v.mp4", question="Where?", answer="[200, 100, 600, 500]", answer_type="box",
+                 sport="soccer", task="evidence_box", box=(200, 100, 600, 500))
+    assert judge(box, example_trajectory("[100, 50, 300, 250]", video_size=(1280, 720))) == []
+    assert "not the reference" in judge(box, example_trajectory("[200, 100, 600, 500]", video_size=(1280, 720)))[0]
 
 
 @pytest.mark.parametrize(

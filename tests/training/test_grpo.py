@@ -3,6 +3,7 @@ Before training, a pre-flight pass finds the questions whose rollouts all earn o
 from pathlib import Path
 
 from safetensors.torch import load_file
+from transformers.utils import get_json_schema
 
 from sportlens.agent.backends.base import Generation
 from sportlens.agent.records import QAItem
@@ -82,3 +83,11 @@ def test_preflight_finds_the_questions_whose_rollouts_all_earn_one_reward():
     v1 = grpo.preflight(trainer, items, PRESETS["v1"], generations=3)
     assert v1.same_reward == ("always", "never") and v1.share == 0.5
     assert grpo.preflight(trainer, items, PRESETS["v2"], generations=3).same_reward == ("always", "never", "wasted")
+
+
+def test_rollouts_use_the_configured_sampler_and_the_tool_schema_states_the_v2_range_rule():
+    config = GRPOStageConfig(model="m", data="d", output_dir="o", sampler="framethinker", initial_frames=4)
+    settings = grpo.rollout_settings(config)
+    assert (settings.sampler, settings.initial_frames, settings.temperature) == ("framethinker", 4, 1.0)
+    schema = get_json_schema(grpo.choose_frames)["function"]["parameters"]["properties"]["frame_range"]
+    assert "start < end - n" in schema["description"] and "off by one frame" in schema["description"]

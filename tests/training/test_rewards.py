@@ -31,6 +31,16 @@ def test_accuracy_is_the_benchmark_score_and_iou_for_boxes():
                            answer_type=["yes_no", "yes_no"]) == [1.0, 0.0]
 
 
+def test_a_box_in_the_shown_frames_pixels_of_a_larger_video_earns_full_reward():
+    """A 1280×720 video is shown at 640×360: the model's box is halved, and the bench's mapping scores it whole."""
+    shown = example_trajectory("[100, 50, 300, 250]", video_size=(1280, 720))
+    truth = dict(answer=["[200, 100, 600, 500]"], answer_type=["box"], box=[(200, 100, 600, 500)])
+    assert accuracy_reward([shown], **truth) == [1.0]
+    assert PRESETS["v1"].total([shown], **truth) == [1.0]
+    at_full_size = example_trajectory("[100, 50, 300, 250]")  # the same numbers about a 640×360 video miss
+    assert accuracy_reward([at_full_size], **truth)[0] < 0.5
+
+
 def test_an_unanswered_trajectory_fails_the_format_gate():
     assert format_reward([example_trajectory(None)]) == [0.0]
 
