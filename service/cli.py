@@ -69,10 +69,16 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sportlens.service.app import create_app
+    from sportlens.service.edge import server_options
     from sportlens.service.embedded_redis import EmbeddedRedis
 
     settings = _settings()
     if settings is None:
+        return EXIT_BAD_INPUT
+    if not settings.api_keys and args.host not in {"127.0.0.1", "localhost", "::1"}:
+        print(f"sportlens: error: without API keys `serve` binds loopback only (not {args.host}): set "
+              f"SPORTLENS_API_KEYS (`sportlens serve --hash-key KEY` prints one) to serve other machines",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     embedded = None
     if settings.embedded:  # started here, so that a Redis that cannot start stops `serve` with one line
@@ -83,10 +89,8 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
     _logging()
     try:  # the app's lifespan stops the embedded Redis; uvicorn re-raises SIGTERM after it, so no code runs later
-        # Keep-alive outlasts clients' idle connection expiry (httpx: 5 s, browsers and load balancers: ≥ 60 s): with
-        # uvicorn's 5 s a pooled connection could be closed just as a client reused it, failing that request.
         uvicorn.run(create_app(settings, embedded_redis=embedded), host=args.host, port=args.port, log_config=None,
-                    timeout_graceful_shutdown=10, timeout_keep_alive=75)
+                    timeout_graceful_shutdown=10, **server_options(settings))
     finally:
         if embedded is not None:  # when uvicorn stopped before the lifespan could (a port in use)
             embedded.stop()

@@ -77,6 +77,23 @@ return 1
 """
 
 
+# KEYS: the in-flight key of a question. ARGV: the new job's id, ttl, terminal statuses, the job key prefix.
+# Returns the id of a job asking the same question that has not finished, or claims the question for the new job.
+_COALESCE = """
+local other = redis.call('GET', KEYS[1])
+if other then
+  local status = redis.call('HGET', ARGV[4] .. other, 'status')
+  if status and not string.find(',' .. ARGV[3] .. ',', ',' .. status .. ',', 1, true) then return other end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
+
+class TooManyJobs(Exception):
+    """The owner has as many queued or running jobs as it may have."""
+
+
 def _job_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
 
@@ -87,6 +104,11 @@ def _events_key(job_id: str) -> str:
 
 def _frames_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:frames"
+
+
+def _owner_jobs_key(owner: str) -> str:
+    """The set of an owner's jobs that may still be live (pruned when read)."""
+    return f"{PREFIX}:owner:{owner}:jobs"
 
 
 def video_jobs_key(video_id: str) -> str:
@@ -113,9 +135,12 @@ def agent_settings(request: QuestionRequest, settings: ServiceSettings) -> Agent
     )
 
 
-def cache_key(request: QuestionRequest, settings: ServiceSettings) -> str:
-    """Same video bytes, question, options, model and settings → same key (and so the stored result)."""
+def cache_key(request: QuestionRequest, settings: ServiceSettings, owner: str) -> str:
+    """Same owner, video bytes, question, options, model and settings → same key (and so the stored result).
+
+    Per owner: a cached answer carries its trajectory and times, which would tell another key what was asked."""
     identity = {
+        "owner": owner,
         "video": request.video_id,
         "question": request.question,
         "options": request.options,
@@ -139,12 +164,26 @@ class JobStore:
         self.settings = settings
         self._transition = redis.register_script(_TRANSITION)
         self._start_try = redis.register_script(_START_TRY)
+        self._coalesce = redis.register_script(_COALESCE)
 
-    async def create(self, request: QuestionRequest, owner: str) -> tuple[str, Result | None]:
-        """A new job record, complete at once when the cache holds its answer (then nothing needs queueing)."""
+    async def create(self, request: QuestionRequest, owner: str) -> tuple[str, bool]:
+        """The job that answers ``request``, and whether it needs queueing.
+
+        A new job record, complete at once when the cache holds its answer; or, when the owner asked the same
+        question (``cache`` on) and that job has not finished, that job: one model run answers both. Raises
+        TooManyJobs when a new job would pass the owner's limit of live jobs.
+        """
         job_id = uuid.uuid4().hex
-        key = cache_key(request, self.settings)
+        key = cache_key(request, self.settings, owner)
         cached = await self.redis.get(f"{PREFIX}:cache:{key}") if request.cache and self.settings.cache_ttl_s else None
+        if cached is None:
+            if len(await self._live(_owner_jobs_key(owner))) >= self.settings.max_live_jobs_per_key:
+                raise TooManyJobs(f"this key has {self.settings.max_live_jobs_per_key} jobs queued or running, its "
+                                  f"limit; wait for one to finish or cancel one")
+            if request.cache and (other := await self._coalesce(
+                    keys=[f"{PREFIX}:inflight:{key}"],
+                    args=[job_id, self.settings.result_ttl_s, _TERMINAL_LIST, _job_key("")])):
+                return other, False
         record = {
             "owner": owner,
             "video_id": request.video_id,
@@ -164,14 +203,15 @@ class JobStore:
             pipe.expire(_events_key(job_id), ttl)
             pipe.hincrby(STATS_KEY, "jobs_queued", 1)
             pipe.sadd(video_jobs_key(request.video_id), job_id)
+            pipe.sadd(_owner_jobs_key(owner), job_id)
+            pipe.expire(_owner_jobs_key(owner), ttl)
             pipe.zadd(VIDEOS_USED, {request.video_id: time.time()})
             await pipe.execute()
         if cached is None:
-            return job_id, None
-        result = Result.model_validate_json(cached)
+            return job_id, True
         await self.redis.hincrby(STATS_KEY, "cache_hits", 1)
-        await self.finish(job_id, result=result)
-        return job_id, result
+        await self.finish(job_id, result=Result.model_validate_json(cached))
+        return job_id, False
 
     async def get(self, job_id: str, owner: str | None = None) -> JobOut | None:
         """The job, or None when there is none or it belongs to another owner (both look alike to a client)."""
@@ -272,7 +312,10 @@ class JobStore:
 
     async def live_jobs(self, video_id: str) -> dict[str, str]:
         """The jobs about ``video_id`` that have not finished, as job id → owner; finished ones leave the set."""
-        key = video_jobs_key(video_id)
+        return await self._live(video_jobs_key(video_id))
+
+    async def _live(self, key: str) -> dict[str, str]:
+        """The jobs of the set ``key`` that have not finished, as job id → owner; finished ones leave the set."""
         job_ids = sorted(await self.redis.smembers(key))
         if not job_ids:
             return {}

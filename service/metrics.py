@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sportlens.service.jobs import STATS_KEY
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 
 class SharedStats:
     """A collector that reads the shared counters and the queue depth from Redis at scrape time."""
@@ -67,7 +69,8 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Counts every HTTP request by method, route template (not raw path: ids would explode the labels), status."""
+    """Counts every HTTP request by method (any other than METHODS is "other"), route template (not the raw path:
+    ids would explode the labels) and status: a client cannot grow the label sets."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -86,8 +89,9 @@ class MetricsMiddleware:
                 status = message["status"]
                 route = scope.get("route")
                 path = getattr(route, "path", "unmatched")
-                self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - started)
-                self.metrics.requests.labels(scope["method"], path, str(status)).inc()
+                method = scope["method"] if scope["method"] in METHODS else "other"
+                self.metrics.latency.labels(method, path).observe(time.perf_counter() - started)
+                self.metrics.requests.labels(method, path, str(status)).inc()
             await send(message)
 
         await self.app(scope, receive, send_and_time)

@@ -123,9 +123,13 @@ class Problem(BaseModel):
 V1_PROBLEMS: dict[int | str, dict] = {
     401: {"model": Problem, "description": "no API key, or not a valid one (when the service has keys configured)",
           "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
-    429: {"model": Problem, "description": "this key's rate limit is reached",
-          "headers": {"Retry-After": {"description": "seconds until the limit resets", "schema": {"type": "integer"}}}},
-    503: {"model": Problem, "description": "the job store (Redis) is unavailable"},
+    408: {"model": Problem, "description": "the request body stopped arriving"},
+    413: {"model": Problem, "description": "the request body is over its limit"},
+    429: {"model": Problem, "description": "a rate limit (this key's, or this address's without a valid key) or a "
+                                           "limit on what one key may hold (jobs, streams, waits) is reached",
+          "headers": {"Retry-After": {"description": "seconds until a request may succeed",
+                                      "schema": {"type": "integer"}}}},
+    503: {"model": Problem, "description": "the job store (Redis) is unavailable, or the server is at its limit"},
 }
 
 

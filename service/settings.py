@@ -42,8 +42,32 @@ class ServiceSettings(BaseSettings):
         description="sha256 hex digests of the accepted API keys (`sportlens serve --hash-key KEY` prints one); "
         "empty: no auth",
     )
-    rate_limit_per_minute: int = Field(600, ge=1, description="requests per API key per minute")
+    rate_limit_per_minute: int = Field(600, ge=1, description="requests per API key (without keys: per client "
+                                       "address) in any 60 s")
+    failed_auth_per_minute: int = Field(20, ge=1, description="requests without a valid key per client address in "
+                                        "any 60 s before they get 429 instead of 401")
     max_upload_mb: float = Field(512.0, gt=0, description="largest accepted video upload")
+    max_body_kb: float = Field(64.0, gt=0, description="largest request body other than an upload")
+    header_timeout_s: float = Field(10.0, gt=0, description="time a connection has to send a request's headers")
+    body_timeout_s: float = Field(30.0, gt=0, description="longest wait for the next piece of a request body")
+    keep_alive_s: float = Field(75.0, gt=0, description="how long an idle connection stays open between requests")
+    max_connections: int = Field(1000, ge=1, description="open connections (and requests in progress) before "
+                                 "new requests get 503")
+    max_live_jobs_per_key: int = Field(100, ge=1, description="queued or running jobs one key may have")
+    max_streams_per_key: int = Field(16, ge=1, description="event streams one key may hold open (per API process)")
+    max_waits_per_key: int = Field(16, ge=1, description="POST /v1/questions?wait= one key may hold open (per API "
+                                   "process)")
+    redis_max_connections: int = Field(128, ge=8, description="Redis connections of one API process; half at most "
+                                       "go to event streams and waits, which hold theirs while they block")
+    video_quota_mb_per_key: float = Field(8192.0, gt=0, description="stored videos one key may claim, in total")
+    video_quota_mb: float = Field(65536.0, gt=0, description="stored videos of all keys together")
+    min_free_disk_mb: float = Field(1024.0, ge=0, description="uploads are refused (507) when they would leave "
+                                    "less free space than this on the data directory's disk")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
+        description="Host header names accepted when no API keys are configured (against DNS rebinding); "
+        "comma-separated",
+    )
     max_wait_s: float = Field(60.0, ge=0, description="bound on POST /v1/questions?wait=")
     job_deadline_s: float = Field(600.0, gt=0, description="longest one try of a job may run")
     job_max_tries: int = Field(3, ge=1, description="tries of a job before it fails (a dead worker's try counts)")
@@ -62,7 +86,7 @@ class ServiceSettings(BaseSettings):
     )
     answer_samples: int = Field(10, ge=1, le=64, description="answers sampled per question for a `sample` calibration")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):  # SPORTLENS_API_KEYS="digest1,digest2"

@@ -4,6 +4,10 @@ A file is written under ``uploads/`` while it arrives and moved into ``videos/ab
 proved to be a usable video; on any failure the partial file is deleted, so nothing half-written remains.
 Ownership (which API keys may use a video) lives in Redis beside the probed info.
 
+Quotas: the bytes each key claims and the bytes stored in all are counted in Redis (USAGE_KEY); an upload that
+would pass its key's quota is refused with 413, one that would pass the total or leave less than the minimum free
+space on the disk with 507, before it is read when its size is declared and while it streams in any case.
+
 Removal: a key that deletes a video gives up its claim; the file goes when no key claims it any more. With a
 retention time, a periodic sweep removes videos not uploaded or asked about for that long. Neither removes a
 video that a queued or running job needs. Storing, deleting and sweeping one video take its lock in Redis, so
@@ -13,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,6 +56,25 @@ def frame_cache_key(video_id: str) -> str:
     return f"{PREFIX}:frames:{video_id}"
 
 
+USAGE_KEY = f"{PREFIX}:videos:bytes"  # hash: owner → bytes of the videos it claims; TOTAL → bytes stored
+TOTAL = "*total*"
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Bounds on stored videos, in bytes: per key (claims), in all (files), and the disk's free space to keep."""
+
+    per_key: int
+    total: int
+    min_free: int
+
+    @classmethod
+    def of(cls, settings) -> Quotas:
+        """The quotas a ServiceSettings names."""
+        return cls(int(settings.video_quota_mb_per_key * 2**20), int(settings.video_quota_mb * 2**20),
+                   int(settings.min_free_disk_mb * 2**20))
+
+
 def too_large(limit: int) -> str:
     return f"the video is larger than the {limit / 2**20:.3g} MiB limit; send a shorter or smaller clip"
 
@@ -57,9 +82,10 @@ def too_large(limit: int) -> str:
 class _FilePart:
     """Receives the multipart body chunk by chunk and writes the part named ``file`` to disk as it arrives."""
 
-    def __init__(self, handle, limit: int) -> None:
+    def __init__(self, handle, limit: int, refusal: UploadRejected) -> None:
         self._handle = handle
         self._limit = limit
+        self._refusal = refusal
         self._header_field = b""
         self._header_value = b""
         self._in_file = False
@@ -95,7 +121,7 @@ class _FilePart:
             return
         self.size += end - start
         if self.size > self._limit:
-            raise UploadRejected(413, too_large(self._limit))
+            raise self._refusal
         chunk = data[start:end]
         self.digest.update(chunk)
         self._handle.write(chunk)
@@ -107,27 +133,52 @@ class _FilePart:
 class VideoStore:
     """Videos on disk (``root/videos``) and their records in Redis; ``jobs`` tells which videos live jobs need."""
 
-    def __init__(self, root: Path, redis: Redis, max_bytes: int, jobs: JobStore) -> None:
+    def __init__(self, root: Path, redis: Redis, max_bytes: int, jobs: JobStore, quotas: Quotas | None = None) -> None:
         self.root = Path(root)
         self.redis = redis
         self.max_bytes = max_bytes
         self.jobs = jobs
+        self.quotas = quotas
         (self.root / "uploads").mkdir(parents=True, exist_ok=True)
         (self.root / "videos").mkdir(parents=True, exist_ok=True)
 
     def path(self, video_id: str) -> Path:
         return self.root / "videos" / video_id[:2] / video_id
 
-    async def receive(self, content_type: str, body: AsyncIterator[bytes], owner: str) -> VideoOut:
-        """Stores a ``multipart/form-data`` body's ``file`` part and returns its record."""
+    async def room(self, owner: str, declared: int = 0) -> tuple[int, UploadRejected]:
+        """The most bytes an upload of ``owner`` may store, and the refusal past it; raises that refusal at once
+        when ``declared`` bytes (the body's Content-Length, 0 when unknown) do not fit."""
+        bounds = [(self.max_bytes, UploadRejected(413, too_large(self.max_bytes)))]
+        if self.quotas is not None:
+            mine, stored = (int(value or 0) for value in await self.redis.hmget(USAGE_KEY, [owner, TOTAL]))
+            free = shutil.disk_usage(self.root).free
+            per_key, total = self.quotas.per_key / 2**20, self.quotas.total / 2**20
+            bounds += [
+                (self.quotas.per_key - mine, UploadRejected(413, f"this key's videos would pass its quota of "
+                                                                 f"{per_key:.4g} MiB; delete some first")),
+                (self.quotas.total - stored, UploadRejected(507, f"the service's videos would pass its quota of "
+                                                                 f"{total:.4g} MiB")),
+                (free - self.quotas.min_free, UploadRejected(507, "the disk of the video store is nearly full")),
+            ]
+        room, refusal = min(bounds, key=lambda bound: bound[0])
+        if room <= 0 or declared > room + 2**16:  # a declared body holds multipart framing around the file
+            raise refusal
+        return room, refusal
+
+    async def receive(self, content_type: str, body: AsyncIterator[bytes], owner: str, declared: int = 0) -> VideoOut:
+        """Stores a ``multipart/form-data`` body's ``file`` part and returns its record.
+
+        ``declared``: the body's Content-Length when the client sent one, so that an upload that cannot fit
+        is refused before it is read."""
         kind, params = parse_options_header(content_type)
         boundary = params.get(b"boundary")
         if kind != b"multipart/form-data" or not boundary:
             raise UploadRejected(415, "send the video as multipart/form-data with a part named 'file'")
+        room, refusal = await self.room(owner, declared)
         partial = self.root / "uploads" / f"{uuid.uuid4().hex}.part"
         try:
             with open(partial, "wb") as handle:
-                part = _FilePart(handle, self.max_bytes)
+                part = _FilePart(handle, room, refusal)
                 parser = MultipartParser(boundary, part.callbacks())
                 async for chunk in body:
                     parser.write(chunk)
@@ -162,7 +213,8 @@ class VideoStore:
                     pipe.sadd(f"{key}:owners", owner)
                     pipe.zadd(VIDEOS_USED, {video_id: time.time()})
                     pipe.get(key)
-                    *_, stored = await pipe.execute()
+                    new_file, new_claim, _, stored = await pipe.execute()
+                await self._count(owner if new_claim else None, part.size if new_file else 0, part.size)
         except UploadRejected:
             raise
         except Exception as error:  # a malformed multipart body, a client that went away mid-upload
@@ -191,12 +243,14 @@ class VideoStore:
         """
         async with self._lock(video_id):
             owners = f"{_record_key(video_id)}:owners"
-            if await self.get(video_id, owner) is None:
+            record = await self.get(video_id, owner)
+            if record is None:
                 return False
             live = await self.jobs.live_jobs(video_id)
             if needed := sorted(job_id for job_id, job_owner in live.items() if job_owner == owner):
                 raise VideoInUse(needed)
-            await self.redis.srem(owners, owner)
+            if await self.redis.srem(owners, owner):
+                await self._count(owner, 0, -record.size_bytes)
             if not live and not await self.redis.scard(owners):
                 await self._remove(video_id)
             return True
@@ -216,10 +270,25 @@ class VideoStore:
 
     async def _remove(self, video_id: str) -> None:
         """The file, its record, its owners and its cached frames; held under the video's lock."""
-        self.path(video_id).unlink(missing_ok=True)
         key = _record_key(video_id)
+        record = await self.redis.get(key)
+        if record is not None:
+            size = VideoOut.model_validate_json(record).size_bytes
+            for owner in await self.redis.smembers(f"{key}:owners"):
+                await self._count(owner, 0, -size)
+            await self._count(None, -size, 0)
+        self.path(video_id).unlink(missing_ok=True)
         await self.redis.delete(key, f"{key}:owners", video_jobs_key(video_id), frame_cache_key(video_id))
         await self.redis.zrem(VIDEOS_USED, video_id)
+
+    async def _count(self, owner: str | None, stored: int, claimed: int) -> None:
+        """Adds ``stored`` bytes to the total and, when ``owner`` is given, ``claimed`` bytes to its usage."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if stored:
+                pipe.hincrby(USAGE_KEY, TOTAL, stored)
+            if owner is not None and claimed:
+                pipe.hincrby(USAGE_KEY, owner, claimed)
+            await pipe.execute()
 
     def _lock(self, video_id: str):
         return self.redis.lock(f"{_record_key(video_id)}:lock", timeout=60, blocking_timeout=30)

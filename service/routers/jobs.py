@@ -1,11 +1,12 @@
 """GET /v1/jobs/{id}, its live events (server-sent events), DELETE to cancel, and the frames the agent saw."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from sportlens.service.auth import Caller
 from sportlens.service.deps import Jobs, Videos
@@ -35,13 +36,15 @@ async def get_job(owner: Caller, jobs: Jobs, job_id: str = JobId) -> JobOut:
 @router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}},
                                                   "description": "one event per status change and agent step"},
                                             404: {"model": Problem}})
-async def job_events(owner: Caller, jobs: Jobs, job_id: str = JobId,
+async def job_events(request: Request, owner: Caller, jobs: Jobs, job_id: str = JobId,
                      last_event_id: str = Header(None, pattern=EVENT_ID)) -> StreamingResponse:
     """Server-sent events from the start (or after ``Last-Event-ID``): ``status`` events and one per agent step
     (``initial_frames``, ``turn_started``, ``step``) as it happens, each naming its try (``attempt``). A
     ``running`` status with ``attempt`` > 1 is a retry starting over: drop the steps received so far. Read from
-    the start, the stream holds the latest try's steps only. The stream ends with the final status."""
+    the start, the stream holds the latest try's steps only. The stream ends with the final status.
+    429 when this key holds too many streams open."""
     await _owned(jobs, job_id, owner)
+    slots = request.app.state.streams
 
     async def stream() -> AsyncIterator[str]:
         async for event_id, data in jobs.events(job_id, last_event_id or "0-0"):
@@ -51,8 +54,23 @@ async def job_events(owner: Caller, jobs: Jobs, job_id: str = JobId,
                 kind = data.split('"kind":"', 1)[1].split('"', 1)[0]
                 yield f"id: {event_id}\nevent: {kind}\ndata: {data}\n\n"
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    slots.acquire(owner)
+    return _HeldStream(stream(), lambda: slots.release(owner), media_type="text/event-stream",
+                       headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+class _HeldStream(StreamingResponse):
+    """A stream that gives back what it holds (a stream slot) when it ends, however it ends."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], None], **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 @router.delete("/{job_id}", response_model=JobOut, responses={404: {"model": Problem}, 409: {"model": Problem}})

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sportlens.agent.conformal import CalibrationError
 from sportlens.service.auth import Caller
 from sportlens.service.deps import Jobs, Videos
+from sportlens.service.jobs import TooManyJobs
 from sportlens.service.schemas import TERMINAL, V1_PROBLEMS, JobOut, Problem, QuestionRequest
 from sportlens.service.worker import JOB_FUNCTION
 
@@ -26,24 +27,41 @@ async def ask(
     wait: float = Query(0, ge=0, description="seconds to wait for the answer (bounded by the server's max_wait_s)"),
 ) -> JobOut:
     """Queue the question. 202 with the job while it runs; 200 when it finished within ``wait`` seconds
-    (or came from the result cache). Follow it with GET /v1/jobs/{id} or its /events stream."""
-    if await videos.get(body.video_id, owner) is None:
-        raise HTTPException(404, f"no video {body.video_id} for this key; upload it with POST /v1/videos")
-    _check_calibration(body, request.app.state.settings)
-    job_id, cached = await jobs.create(body, owner)
-    if cached is None:
-        settings = request.app.state.settings
-        await request.app.state.queue.enqueue_job(JOB_FUNCTION, job_id, _job_id=job_id,
-                                                  _queue_name=settings.queue_name)
-        bound = min(wait, settings.max_wait_s)
+    (or came from this key's result cache: then ``cached`` is true). The same question asked again while its
+    job runs gets that job. 429 when this key has too many jobs queued or running, or ``wait=`` requests open.
+    Follow the job with GET /v1/jobs/{id} or its /events stream."""
+    state = request.app.state
+    settings = state.settings
+    bound = min(wait, settings.max_wait_s)
+    if bound > 0:  # held before any work, so that a refused wait queues nothing
+        state.waits.acquire(owner)
+    try:
+        job_id = await _job_for(body, owner, jobs, videos, state)
         if bound > 0:
             await jobs.wait_finished(job_id, bound)
+    finally:
+        if bound > 0:
+            state.waits.release(owner)
     job = await jobs.get(job_id)
     assert job is not None
     if job.status in TERMINAL:
         response.status_code = 200
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     return job
+
+
+async def _job_for(body: QuestionRequest, owner: str, jobs: Jobs, videos: Videos, state) -> str:
+    """The id of the job that answers ``body``, queued when it is new."""
+    if await videos.get(body.video_id, owner) is None:
+        raise HTTPException(404, f"no video {body.video_id} for this key; upload it with POST /v1/videos")
+    _check_calibration(body, state.settings)
+    try:
+        job_id, to_queue = await jobs.create(body, owner)
+    except TooManyJobs as refused:
+        raise HTTPException(429, str(refused), headers={"Retry-After": "5"}) from None
+    if to_queue:
+        await state.queue.enqueue_job(JOB_FUNCTION, job_id, _job_id=job_id, _queue_name=state.settings.queue_name)
+    return job_id
 
 
 def _check_calibration(body: QuestionRequest, settings) -> None:

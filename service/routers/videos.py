@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 from sportlens.service.auth import Caller
 from sportlens.service.deps import Videos
 from sportlens.service.schemas import V1_PROBLEMS, Problem, VideoOut
-from sportlens.service.storage import UploadRejected, VideoInUse, too_large
+from sportlens.service.storage import UploadRejected, VideoInUse
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=V1_PROBLEMS)
 VideoId = Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the video file")
@@ -24,15 +24,15 @@ _UPLOAD_BODY = {
 
 @router.post("", status_code=201, response_model=VideoOut, openapi_extra=_UPLOAD_BODY,
              responses={400: {"model": Problem}, 413: {"model": Problem}, 415: {"model": Problem},
-                        422: {"model": Problem}})
+                        422: {"model": Problem}, 507: {"model": Problem, "description": "the video store is full"}})
 async def upload_video(request: Request, owner: Caller, videos: Videos) -> VideoOut:
     """Upload a video as the multipart field ``file``. It is streamed to disk, probed (its content decides
-    whether it is a video, not its name), and stored under the sha256 of its bytes, which is its id."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > videos.max_bytes + 2**16:
-        raise HTTPException(413, too_large(videos.max_bytes))
+    whether it is a video, not its name), and stored under the sha256 of its bytes, which is its id.
+    413 past the upload limit or this key's storage quota; 507 past the service's quota or its free disk."""
+    declared = request.headers.get("content-length", "")
     try:
-        return await videos.receive(request.headers.get("content-type", ""), request.stream(), owner)
+        return await videos.receive(request.headers.get("content-type", ""), request.stream(), owner,
+                                    int(declared) if declared.isdigit() else 0)
     except UploadRejected as rejected:
         raise HTTPException(rejected.status, rejected.detail) from None
 

@@ -92,11 +92,12 @@ def service(tmp_path_factory, redis_server, fake_model):
 
 @pytest.fixture(scope="module")
 def keyed_service(tmp_path_factory, redis_server, fake_model):
-    """An API and a worker with three API keys, a 40-a-minute rate limit and a 0.5 MiB upload limit."""
+    """An API and a worker with three API keys, a 40-a-minute rate limit (30 without a valid key) and a 0.5 MiB
+    upload limit."""
     tmp = tmp_path_factory.mktemp("keyed")
     env = service_env(tmp, redis_server.url, fake_model.url, queue_name=f"q-{tmp.name}",
                       api_keys=",".join(hash_key(k) for k in (KEY_A, KEY_B, KEY_C)),
-                      rate_limit_per_minute=40, max_upload_mb=0.5)
+                      rate_limit_per_minute=40, failed_auth_per_minute=30, max_upload_mb=0.5)
     api = ServiceProcess("serve", env, tmp / "api.log").wait_ready()
     worker = ServiceProcess("worker", env, tmp / "worker.log")
     client = httpx.Client(base_url=api.url, timeout=30)

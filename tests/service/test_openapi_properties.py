@@ -36,9 +36,9 @@ def api(request, tmp_path_factory, redis_server, fake_model):
     """One API and one worker; "keys": one API key (and requests sent with it, or with none), "open": no auth."""
     tmp = tmp_path_factory.mktemp(f"properties-{request.param}")
     keyed = request.param == "keys"
-    extra = {"api_keys": hash_key(KEY_A), "rate_limit_per_minute": 10**6} if keyed else {}
+    extra = {"api_keys": hash_key(KEY_A), "failed_auth_per_minute": 10**6} if keyed else {}
     env = service_env(tmp, redis_server.url, fake_model.url, queue_name=f"q-{tmp.name}", max_wait_s=1,
-                      max_upload_mb=1, **extra)
+                      max_upload_mb=1, rate_limit_per_minute=10**6, **extra)
     served = ServiceProcess("serve", env, tmp / "api.log").wait_ready()
     worker = ServiceProcess("worker", env, tmp / "worker.log")
     yield SimpleNamespace(url=served.url, keyed=keyed, headers={"Authorization": f"Bearer {KEY_A}"} if keyed else {},
