@@ -25,7 +25,7 @@ from sportlens.service.metrics import Metrics, MetricsMiddleware, SharedStats
 from sportlens.service.routers import health, jobs, questions, videos
 from sportlens.service.settings import ServiceSettings
 from sportlens.service.storage import Quotas, VideoStore
-from sportlens.service.worker import connect, make_backend, worker_for
+from sportlens.service.worker import connect, make_backend, work
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).parent / "static" / "index.html"
@@ -156,15 +156,8 @@ async def _in_process_worker(settings: ServiceSettings, url: str, ready: asyncio
     own_backend = backend is None
     backend = backend or await asyncio.to_thread(make_backend, settings)
     ready.set()
-    pool, redis_text = await connect(url)
-    worker = worker_for(settings, pool, redis_text, handle_signals=False, backend=backend)
     try:
-        await worker.async_run()
+        await work(settings, url, backend)
     finally:
-        try:
-            await worker.close()
-        except asyncio.CancelledError:  # the jobs it cancelled end this way; arq puts them back in the queue
-            pass
-        await redis_text.aclose()
         if own_backend:
             backend.close()

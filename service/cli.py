@@ -80,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
               f"SPORTLENS_API_KEYS (`sportlens serve --hash-key KEY` prints one) to serve other machines",
               file=sys.stderr)
         return EXIT_BAD_INPUT
+    _logging()  # before the embedded Redis, whose supervisor logs a stale lock it takes over and restarts
     embedded = None
     if settings.embedded:  # started here, so that a Redis that cannot start stops `serve` with one line
         try:
@@ -87,7 +88,6 @@ def _serve(args: argparse.Namespace) -> int:
         except RuntimeError as error:
             print(f"sportlens: error: {error}", file=sys.stderr)
             return 1
-    _logging()
     try:  # the app's lifespan stops the embedded Redis; uvicorn re-raises SIGTERM after it, so no code runs later
         uvicorn.run(create_app(settings, embedded_redis=embedded), host=args.host, port=args.port, log_config=None,
                     timeout_graceful_shutdown=10, **server_options(settings))

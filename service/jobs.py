@@ -116,6 +116,11 @@ def video_jobs_key(video_id: str) -> str:
     return f"{PREFIX}:video:{video_id}:jobs"
 
 
+def workers_key(settings: ServiceSettings) -> str:
+    """Sorted set of the queue's workers: worker id → when its heartbeat last said it takes jobs (for /readyz)."""
+    return f"{settings.queue_name}:workers"
+
+
 VIDEOS_USED = f"{PREFIX}:videos:used"  # sorted set: video id → when it was last uploaded or asked about
 
 

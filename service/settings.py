@@ -71,6 +71,9 @@ class ServiceSettings(BaseSettings):
     max_wait_s: float = Field(60.0, ge=0, description="bound on POST /v1/questions?wait=")
     job_deadline_s: float = Field(600.0, gt=0, description="longest one try of a job may run")
     job_max_tries: int = Field(3, ge=1, description="tries of a job before it fails (a dead worker's try counts)")
+    worker_lease_s: float = Field(10.0, ge=1, description="a worker renews the leases of its jobs and its heartbeat "
+                                  "every third of this: a dead worker's jobs are taken up again after at most this "
+                                  "long, and /readyz is 503 when no worker has beaten for this long")
     retry_backoff_s: float = Field(2.0, ge=0, description="delay before the 2nd try, doubling for each later one")
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long jobs, their events and results are kept")
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=0, description="how long the result cache keeps an answer; 0: off")

@@ -56,6 +56,9 @@ def frame_cache_key(video_id: str) -> str:
     return f"{PREFIX}:frames:{video_id}"
 
 
+PART_GRACE_S = 3600  # an upload not written to for this long is dead: its .part file is swept
+
+
 USAGE_KEY = f"{PREFIX}:videos:bytes"  # hash: owner → bytes of the videos it claims; TOTAL → bytes stored
 TOTAL = "*total*"
 
@@ -266,6 +269,23 @@ class VideoStore:
                     continue  # used again since, removed meanwhile, or needed: a later sweep looks again
                 await self._remove(video_id)
                 removed.append(video_id)
+        return removed
+
+    def sweep_uploads(self, grace_s: float = PART_GRACE_S) -> list[Path]:
+        """Removes the ``.part`` files of uploads that a crash cut short: none written to for ``grace_s`` seconds.
+
+        An upload in progress writes its file as bytes arrive, so the grace period spares every upload but one
+        that stalled for longer than any client would wait; returns the files removed.
+        """
+        cutoff = time.time() - grace_s
+        removed = []
+        for partial in (self.root / "uploads").glob("*.part"):
+            try:
+                if partial.stat().st_mtime < cutoff:
+                    partial.unlink()
+                    removed.append(partial)
+            except FileNotFoundError:  # its upload finished or failed meanwhile
+                continue
         return removed
 
     async def _remove(self, video_id: str) -> None:

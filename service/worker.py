@@ -2,29 +2,40 @@
 
 A job's only argument is its id; the question lives in the job record (service.jobs). The agent runs on a
 thread (it is blocking: decoding, a model call); its events are published to Redis as they happen.
-Failures of the model backend are retried with exponential backoff up to ``job_max_tries``; a worker that
-dies mid-job leaves an arq in-progress key that expires, and another worker takes the job up again.
-With SPORTLENS_VIDEO_TTL_S set, workers also run the video retention sweep, as an arq cron job.
+Failures of the model backend are retried with exponential backoff up to ``job_max_tries``. A running job
+holds a lease (arq's in-progress key, ``worker_lease_s`` long) that its worker renews with its heartbeat: a
+worker that dies mid-job stops renewing it, and another worker takes the job up once it expires. A worker
+rides out Redis outages: the job a lost Redis interrupts goes back in the queue, and the worker starts again,
+with backoff, once Redis answers. Workers sweep the ``.part`` files crashed uploads left, and, with
+SPORTLENS_VIDEO_TTL_S set, run the video retention sweep; both are arq cron jobs.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import socket
 import threading
+import time
+import uuid
 from typing import Any
 
 from arq import Retry
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import in_progress_key_prefix
 from arq.cron import cron
 from arq.worker import Worker, func
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sportlens.agent.backends.base import BackendError, ModelBackend
 from sportlens.agent.conformal import apply_calibration
 from sportlens.agent.loop import AgentEvent, answer_question
 from sportlens.agent.records import Result
 from sportlens.models import open_backend
-from sportlens.service.jobs import JobStore, agent_settings
+from sportlens.service.jobs import JobStore, agent_settings, workers_key
 from sportlens.service.schemas import TERMINAL
 from sportlens.service.settings import ServiceSettings
 from sportlens.service.storage import VideoStore
@@ -33,6 +44,7 @@ from sportlens.tools.video import Video, VideoError
 log = logging.getLogger(__name__)
 
 JOB_FUNCTION = "answer_job"
+LOST_REDIS = (RedisConnectionError, RedisTimeoutError)  # what a command to a Redis that went away raises
 
 
 class _Cancelled(Exception):
@@ -49,7 +61,20 @@ def make_backend(settings: ServiceSettings) -> ModelBackend:
 
 
 async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
-    """Runs one question's job; returns its final status. Raises arq's Retry to try again after a backoff."""
+    """Runs one question's job; returns its final status. Raises arq's Retry to try again after a backoff.
+
+    A job that loses Redis mid-try goes back in the queue (arq counts the try); when Redis is gone for good
+    the worker dies with it, and the job's lease expires instead.
+    """
+    try:
+        return await _answer(ctx, job_id)
+    except LOST_REDIS as error:
+        log.warning("job %s lost the job store (Redis) on try %d: %s; it goes back in the queue",
+                    job_id, ctx["job_try"], error)
+        raise Retry(defer=ctx["settings"].retry_backoff_s) from error
+
+
+async def _answer(ctx: dict[str, Any], job_id: str) -> str:
     jobs: JobStore = ctx["jobs"]
     settings: ServiceSettings = ctx["settings"]
     attempt: int = ctx["job_try"]
@@ -82,8 +107,12 @@ async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
 
     async def publish() -> None:  # one task, so events reach the stream in the order they happened
         seen: set[int] = set()
-        while (event := await published.get()) is not None:
-            await jobs.agent_event(job_id, event, request.max_turns, seen, attempt)
+        try:
+            while (event := await published.get()) is not None:
+                await jobs.agent_event(job_id, event, request.max_turns, seen, attempt)
+        except LOST_REDIS:
+            stop.set()  # no use going on: the try's steps cannot be told
+            raise
 
     def run() -> Result:
         with Video(path, threads=1) as video:
@@ -105,6 +134,8 @@ async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
             published.put_nowait(None)
             await asyncio.shield(publisher)
     except _Cancelled:
+        if not await jobs.superseded(job_id, attempt):  # stopped by a Redis that came back since
+            raise Retry(defer=settings.retry_backoff_s) from None
         return "stopped (cancelled, or a later try took over)"
     except asyncio.TimeoutError:
         stop.set()
@@ -121,10 +152,10 @@ async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
             return "failed"
         await jobs.retrying(job_id, message, attempt)
         raise Retry(defer=settings.retry_backoff_s * 2 ** (attempt - 1)) from error
-    except asyncio.CancelledError:
-        stop.set()  # the worker is shutting down: arq puts the job back, the thread stops at its next step
+    except asyncio.CancelledError:  # the worker is shutting down: arq puts the job back
         raise
     finally:
+        stop.set()  # whatever ended the try, its thread stops at its next step
         watcher.cancel()
     if await jobs.finish(job_id, result=result, attempt=attempt):
         await jobs.store_in_cache(job_id, result)
@@ -134,7 +165,10 @@ async def answer_job(ctx: dict[str, Any], job_id: str) -> str:
 async def _watch_superseded(jobs: JobStore, job_id: str, attempt: int, stop: threading.Event) -> None:
     while not stop.is_set():
         await asyncio.sleep(0.25)
-        if await jobs.superseded(job_id, attempt):
+        try:
+            if await jobs.superseded(job_id, attempt):
+                stop.set()
+        except LOST_REDIS:  # the try cannot tell whether it is still wanted: it stops and asks again later
             stop.set()
 
 
@@ -146,43 +180,119 @@ async def sweep_videos(ctx: dict[str, Any]) -> int:
     return len(removed)
 
 
+async def sweep_uploads(ctx: dict[str, Any]) -> int:
+    """arq cron job: removes the ``.part`` files of uploads a crash cut short; returns how many."""
+    removed = await asyncio.to_thread(ctx["videos"].sweep_uploads)
+    if removed:
+        log.info("removed %d unfinished uploads: %s", len(removed), ", ".join(p.name for p in removed))
+    return len(removed)
+
+
 def _sweep_schedule(every_s: int) -> set[int]:
     """The seconds of each minute at which to sweep: every ``every_s`` seconds, rounded down to a divisor of 60."""
     step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d <= every_s)
     return set(range(0, 60, step))
 
 
-def worker_for(settings: ServiceSettings, pool: ArqRedis, redis: Redis, *, handle_signals: bool = True,
-               backend: ModelBackend | None = None) -> Worker:
-    """An arq Worker for the settings on the queue ``pool``; ``backend`` is made on start-up when not given."""
+def worker_for(settings: ServiceSettings, pool: ArqRedis, redis: Redis, backend: ModelBackend) -> Worker:
+    """An arq Worker for the settings on the queue ``pool``, running jobs on ``backend``.
+
+    Its jobs' leases (arq's in-progress keys) are ``worker_lease_s`` long rather than arq's job timeout + 10 s:
+    ``heartbeat`` renews them while the worker lives.
+    """
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["jobs"] = JobStore(redis, settings)
         ctx["videos"] = VideoStore(settings.storage_dir, redis, int(settings.max_upload_mb * 2**20), ctx["jobs"])
-        ctx["backend"] = backend or await asyncio.to_thread(make_backend, settings)
+        ctx["backend"] = backend
         if settings.calibration_artifact is not None:  # refuse to serve sets calibrated for another model
-            settings.calibration_artifact.check_model(ctx["backend"].model_id)
+            settings.calibration_artifact.check_model(backend.model_id)
 
-    async def shutdown(ctx: dict[str, Any]) -> None:
-        if backend is None and "backend" in ctx:
-            ctx["backend"].close()
-
-    sweeps = [cron(sweep_videos, second=_sweep_schedule(settings.video_sweep_s), run_at_startup=True, timeout=300)]
-    return Worker(
+    sweeps = [cron(sweep_uploads, minute=set(range(0, 60, 10)), second=0, run_at_startup=True, timeout=300)]
+    if settings.video_ttl_s:
+        sweeps.append(cron(sweep_videos, second=_sweep_schedule(settings.video_sweep_s), run_at_startup=True,
+                           timeout=300))
+    worker = Worker(
         functions=[func(answer_job, name=JOB_FUNCTION, timeout=settings.job_deadline_s + 1,
                         max_tries=settings.job_max_tries + 1)],
-        cron_jobs=sweeps if settings.video_ttl_s else None,
+        cron_jobs=sweeps,
         queue_name=settings.queue_name,
         redis_pool=pool,
         on_startup=startup,
-        on_shutdown=shutdown,
         max_jobs=settings.concurrency,
         keep_result=settings.result_ttl_s,
         poll_delay=settings.poll_s,
-        handle_signals=handle_signals,
-        health_check_interval=10,
+        handle_signals=False,
     )
+    worker.in_progress_timeout_s = settings.worker_lease_s  # no Worker option sets it; arq reads it per job
+    return worker
+
+
+async def heartbeat(worker: Worker, redis: Redis, worker_id: str, settings: ServiceSettings) -> None:
+    """Every third of ``worker_lease_s``: renews the leases of the worker's running jobs, and says it takes jobs.
+
+    /readyz counts the workers whose heartbeat is fresher than a lease; a worker that stopped for good is
+    dropped from the set by the others.
+    """
+    lease_ms = int(settings.worker_lease_s * 1000)
+    while True:
+        now = time.time()
+        running = [job_id for job_id, task in worker.tasks.items() if not task.done()]
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for job_id in running:
+                    pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
+                pipe.zadd(workers_key(settings), {worker_id: now})
+                pipe.zremrangebyscore(workers_key(settings), "-inf", now - 10 * settings.worker_lease_s)
+                await pipe.execute()
+        except LOST_REDIS:  # the worker's poll loop fails too, and `work` starts it again
+            pass
+        await asyncio.sleep(settings.worker_lease_s / 3)
+
+
+async def work(settings: ServiceSettings, url: str, backend: ModelBackend) -> None:
+    """Takes jobs from the Redis at ``url`` until cancelled, through Redis outages.
+
+    When Redis goes away the worker's running jobs are stopped (they go back in the queue, or their leases
+    expire) and a fresh arq worker starts as soon as Redis answers again, trying every 0.5 s to 10 s.
+    """
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    delay = 0.5
+    while True:
+        try:
+            pool, redis = await connect(url)
+        except (*LOST_REDIS, OSError) as error:
+            log.warning("Redis at %s is unreachable (%s); the worker tries again in %.1f s", url, error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        worker = worker_for(settings, pool, redis, backend)
+        beat = asyncio.create_task(heartbeat(worker, redis, worker_id, settings))
+        started = time.monotonic()
+        try:
+            await worker.async_run()
+        except LOST_REDIS as error:
+            log.warning("the worker lost Redis (%s); it starts again once Redis answers", error)
+        finally:
+            beat.cancel()
+            await _stop(worker, redis, workers_key(settings), worker_id)
+        delay = 0.5 if time.monotonic() - started > 30 else min(delay * 2, 10.0)
+        await asyncio.sleep(delay)
+
+
+async def _stop(worker: Worker, redis: Redis, key: str, worker_id: str) -> None:
+    """Cancels the worker's jobs (arq puts them back in the queue when it still can), leaves the workers' set
+    and closes the connections; a Redis that is gone is no reason to fail."""
+    for task in worker.tasks.values():
+        task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    try:
+        await redis.zrem(key, worker_id)
+    except LOST_REDIS:
+        pass
+    await redis.aclose()
+    await worker.pool.aclose(close_connection_pool=True)
 
 
 async def connect(url: str) -> tuple[ArqRedis, Redis]:
@@ -195,12 +305,14 @@ async def run_worker(settings: ServiceSettings) -> None:
     """`sportlens worker`: take jobs from the shared Redis until SIGINT or SIGTERM."""
     if settings.redis_url is None:
         raise BackendError("`sportlens worker` joins a shared Redis: set REDIS_URL (and SPORTLENS_BACKEND_URL)")
-    pool, redis = await connect(settings.redis_url)
-    worker = worker_for(settings, pool, redis)
+    backend = await asyncio.to_thread(make_backend, settings)
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, main.cancel)
     try:
-        await worker.async_run()
-    except asyncio.CancelledError:  # arq's signal handler cancels its main task: a clean stop
+        await work(settings, settings.redis_url, backend)
+    except asyncio.CancelledError:  # a signal: a clean stop, the running jobs went back in the queue
         pass
     finally:
-        await worker.close()
-        await redis.aclose()
+        backend.close()

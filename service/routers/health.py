@@ -1,11 +1,14 @@
-"""Liveness, readiness (Redis and the model backend reachable) and Prometheus metrics."""
+"""Liveness, readiness (Redis and the model backend reachable, workers taking jobs) and Prometheus metrics."""
 from __future__ import annotations
+
+import time
 
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from sportlens.service.jobs import workers_key
 from sportlens.service.schemas import Health, Problem
 
 router = APIRouter(tags=["health"])
@@ -19,15 +22,20 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(request: Request) -> Response:
-    """Ready when Redis answers and the model backend does (its /v1/models over HTTP; loaded, in-process)."""
+    """Ready when Redis answers, a worker's heartbeat is fresher than a lease (jobs are being taken), and the
+    model backend answers (its /v1/models over HTTP; loaded, in-process)."""
     state = request.app.state
     checks: dict[str, str] = {}
+    settings = state.settings
     try:
         await state.redis.ping()
         checks["redis"] = "ok"
+        lease = settings.worker_lease_s
+        taking = await state.redis.zcount(workers_key(settings), time.time() - lease, "+inf")
+        checks["workers"] = f"ok ({taking} taking jobs)" if taking else f"no worker has taken jobs for {lease:g} s"
     except Exception as error:  # any failure means not ready; the reason goes in the body
         checks["redis"] = f"unreachable: {error}"
-    settings = state.settings
+        checks["workers"] = "unknown (no Redis)"
     if settings.backend_url:
         try:
             async with httpx.AsyncClient(timeout=2.0) as client:
