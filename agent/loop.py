@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from sportlens.agent import protocol
-from sportlens.agent.backends.base import BackendError, ChatMessage, Generation, ModelBackend
+from sportlens.agent.backends.base import ChatMessage, Generation, ModelBackend
 from sportlens.agent.records import FrameRef, Step, TokenLogprob, Trajectory, VideoSummary
 from sportlens.tools.frames import SAMPLERS, Frame, Sampler, call_indices, opening_indices
 
@@ -296,11 +296,8 @@ def _score_options(
     Every continuation shares the turn's text up to ``<answer>``, so the differences between options are
     the model's preference among them given the whole trajectory.
     """
-    score = getattr(backend, "score_continuations", None)
-    if score is None:
-        raise BackendError(f"the {type(backend).__name__} backend cannot score options")
     letters = protocol.option_letters(options)
-    totals = score(context, [f"{answer_prefix}{letter}</answer>" for letter in letters])
+    totals = backend.score_continuations(context, [f"{answer_prefix}{letter}</answer>" for letter in letters])
     return dict(zip(letters, totals))
 
 

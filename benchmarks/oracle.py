@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from sportlens.agent import protocol
-from sportlens.agent.backends.base import ChatMessage, Generation
+from sportlens.agent.backends.base import BackendError, ChatMessage, Generation
 from sportlens.agent.records import QAItem
 from sportlens.benchmarks.loaders import is_image
 from sportlens.benchmarks.scoring import BoxSpace, parse_box
@@ -89,6 +89,10 @@ class OraclePolicy:
                 return _turn(thought, f"<tool_call>{call}</tool_call>")
         return _turn("I have not seen the moment this question is about, so I can only guess.",
                      f"<answer>{self._guess(shown)}</answer>")
+
+    def score_continuations(self, messages: list[ChatMessage], continuations: list[str]) -> list[float]:
+        """Refused: with no language model behind it there are no log-probabilities to score options with."""
+        raise BackendError(f"the {type(self).__name__} backend cannot score options: it is no language model")
 
     def close(self) -> None:
         pass

@@ -55,4 +55,13 @@ class ModelBackend(Protocol):
         on_text: Callable[[str], None] | None = None,
     ) -> Generation: ...
 
+    def score_continuations(self, messages: list[ChatMessage], continuations: list[str]) -> list[float]:
+        """The total log-probability the model gives each continuation text right after the chat's generation prompt.
+
+        Teacher-forced and raw (no temperature, no constraint). The loop scores a closed question's options with
+        it (``AgentSettings.score_options``), the input of conformal sets. A backend that is no language model
+        (the benchmarks' oracle) cannot score: it raises ``BackendError`` saying so.
+        """
+        ...
+
     def close(self) -> None: ...

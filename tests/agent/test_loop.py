@@ -304,3 +304,26 @@ def test_empty_question_and_bad_settings_are_refused(clip):
         AgentSettings(max_turns=0)
     with pytest.raises(ValueError, match="sampler must be one of centred, framethinker"):
         AgentSettings(sampler="uniform")
+
+
+class ScoringModelFake(ScriptedModelFake):
+    """A scripted model that scores continuations too, remembering what it was asked to score."""
+
+    def __init__(self, turns, scores):
+        super().__init__(turns)
+        self.scores, self.scored = scores, []
+
+    def score_continuations(self, messages, continuations):
+        self.scored.append((list(messages), list(continuations)))
+        return self.scores[: len(continuations)]
+
+
+def test_score_options_scores_each_letter_after_the_answering_turns_reasoning(clip):
+    model = ScoringModelFake([call(100, 179), answer("B")], scores=[-2.0, -0.1])
+    with Video(clip) as video:
+        trajectory = answer_question(video, "q?", model, options=["A) foul", "B) no foul"],
+                                     settings=AgentSettings(score_options=True))
+    [(context, continuations)] = model.scored
+    assert continuations == ["<think>decided</think>\n<answer>A</answer>", "<think>decided</think>\n<answer>B</answer>"]
+    assert context == model.seen[-1]  # the chat the answering turn continued
+    assert trajectory.option_logprobs == {"A": -2.0, "B": -0.1}

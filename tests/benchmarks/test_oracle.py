@@ -1,6 +1,9 @@
 """The oracle policy: perfect trajectories through the real agent loop, answering only from what it was shown."""
 import json
 
+import pytest
+
+from sportlens.agent.backends.base import BackendError
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.protocol import check_frame_range, parse_turn
 from sportlens.agent.records import QAItem
@@ -105,3 +108,9 @@ def test_on_a_video_larger_than_the_shown_frames_the_oracle_answers_a_box_in_the
     assert score.correct and score.iou > 0.99
     unscaled = score_answer(item, item.answer, box_space=BoxSpace.for_video(1280, 720))
     assert not unscaled.correct  # the truth as it is, read as shown pixels, lands twice as far: why the oracle maps it
+
+
+def test_the_oracle_refuses_to_score_options_with_a_clear_error(sim_dataset):
+    item = next(item for item in load(sim_dataset) if item.options)
+    with pytest.raises(BackendError, match="OraclePolicy backend cannot score options: it is no language model"):
+        ask(sim_dataset, item, AgentSettings(score_options=True))
