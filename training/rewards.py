@@ -19,6 +19,10 @@ A reward the papers train with is a weighted sum of such terms, and a :class:`Re
 to TRL as ``reward_funcs`` and its weights as ``GRPOConfig.reward_weights`` (TRL sums the weighted terms, then
 normalises within each group), so TRL logs every term on its own. DeepSport's gated reward
 R = g_fmt·(acc + R_tool) − 0.05·(1 − g_fmt) is the sum g_fmt·acc + g_fmt·R_tool + 0.05·(−(1 − g_fmt)).
+
+The docstring examples build their trajectories with ``example_trajectory(answer, tool=…, format_error=…)`` from
+tests/builders.py (a closed question with options A to C: optionally one tool call, then that answer);
+tests/training/test_rewards.py runs them with it.
 """
 from __future__ import annotations
 
@@ -108,7 +112,6 @@ def accuracy_reward(
 ) -> list[float]:
     """``acc`` per completion: the "correct" term of SportR and Video-R1.
 
-    >>> from sportlens.training.rewards import example_trajectory
     >>> accuracy_reward([example_trajectory("B"), example_trajectory("C")], answer=["B", "B"],
     ...                 answer_type=["choice", "choice"])
     [1.0, 0.0]
@@ -124,7 +127,6 @@ def accuracy_reward(
 def format_reward(completions: list[Trajectory], **kwargs) -> list[float]:
     """``g_fmt`` per completion, as 1.0 or 0.0: the format term of SportR and Video-R1.
 
-    >>> from sportlens.training.rewards import example_trajectory
     >>> format_reward([example_trajectory("B"), example_trajectory("B", format_error="missing <think>…</think>")])
     [1.0, 0.0]
     """
@@ -137,7 +139,6 @@ def gated_accuracy_reward(
 ) -> list[float]:
     """g_fmt·acc per completion: DeepSport's accuracy term, earned only by a trajectory that kept the protocol.
 
-    >>> from sportlens.training.rewards import example_trajectory
     >>> gated_accuracy_reward([example_trajectory("B"), example_trajectory("B", format_error="bad")],
     ...                       answer=["B", "B"], answer_type=["choice", "choice"])
     [1.0, 0.0]
@@ -154,7 +155,6 @@ def tool_reward_v1(
 
     R_tool = 0.5·acc when the tool was used and acc ≥ 0.5; 0.03 when it was used and acc < 0.5; 0 when unused.
 
-    >>> from sportlens.training.rewards import example_trajectory
     >>> tool_reward_v1([example_trajectory("B", tool=True), example_trajectory("B"),
     ...                 example_trajectory("C", tool=True), example_trajectory("B", tool=True, format_error="bad")],
     ...                answer=["B"] * 4, answer_type=["choice"] * 4)
@@ -184,7 +184,6 @@ def tool_reward_v2(
     - item solved without the tool: R_tool = 0.5·acc when the tool was *not* used, 0 when it was — the frames
       were wasted, so a tool-using right answer earns no bonus and no consolation.
 
-    >>> from sportlens.training.rewards import example_trajectory
     >>> tool_reward_v2([example_trajectory("B", tool=True), example_trajectory("B")] * 2,
     ...                answer=["B"] * 4, answer_type=["choice"] * 4, solved_without_tool=[False, False, True, True])
     [0.5, 0.0, 0.0, 0.5]
@@ -206,7 +205,6 @@ def format_penalty_reward(completions: list[Trajectory], **kwargs) -> list[float
 
     DeepSport weighs it 0.05, so that a broken format scores below every kept one.
 
-    >>> from sportlens.training.rewards import example_trajectory
     >>> format_penalty_reward([example_trajectory("B"), example_trajectory(None)])
     [0.0, -1.0]
     """
@@ -237,7 +235,7 @@ class RewardPreset:
     def total(self, completions: list[Trajectory], judge: Judge | None = None, **columns) -> list[float]:
         """The weighted sum of the terms per completion.
 
-        >>> from sportlens.training.rewards import PRESETS, example_trajectory
+        >>> from sportlens.training.rewards import PRESETS
         >>> PRESETS["sportr"].total([example_trajectory("B"), example_trajectory("C"), example_trajectory(None)],
         ...                         answer=["B"] * 3, answer_type=["choice"] * 3)
         [1.5, 0.5, 0.0]
@@ -342,29 +340,3 @@ def _longest_common_subsequence(a: list[str], b: list[str]) -> int:
 def _f_measure(matches: int, answer_count: int, reference_count: int) -> float:
     precision, recall = matches / max(answer_count, 1), matches / max(reference_count, 1)
     return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-
-
-def example_trajectory(
-    answer: str | None, *, tool: bool = False, format_error: str | None = None, video_size: tuple[int, int] = (640, 360)
-) -> Trajectory:
-    """A hand-built closed-question trajectory for docstrings and tests: optionally one tool call, then an answer.
-
-    ``video_size`` is the (width, height) of the video asked about, whose frames were shown at most 640×360.
-    """
-    from sportlens.agent.records import FrameRef, Step, VideoSummary
-
-    steps = []
-    if tool:
-        call = '<think>look closer</think>\n<tool_call>{"name": "choose_frames", "arguments": {"frame_range": [40, 60]}}</tool_call>'
-        steps.append(Step(turn=1, thought="look closer", action="choose_frames", frame_range=(40, 60),
-                          frames_shown=[FrameRef(index=41 + 2 * i, seconds=(41 + 2 * i) / 6) for i in range(8)],
-                          raw_output=call, tokens_in=0, tokens_out=0, latency_s=0.0))
-    text = f"<think>it is {answer}</think>\n<answer>{answer}</answer>"
-    steps.append(Step(turn=len(steps) + 1, thought=f"it is {answer}", action="answer", answer=answer,
-                      format_error=format_error, raw_output=text, tokens_in=0, tokens_out=0, latency_s=0.0))
-    video = VideoSummary(path="clip.mp4", frames=120, fps=6.0, duration_s=20.0, width=video_size[0],
-                         height=video_size[1], codec="h264", rotation=0, reader="pyav")
-    return Trajectory(question="Which foul?", options=["A) a", "B) b", "C) c"], model="example", video=video,
-                      initial_frames=[FrameRef(index=7 + 15 * i, seconds=(7 + 15 * i) / 6) for i in range(8)],
-                      steps=steps, answer=answer, tokens_in=0, tokens_out=0, latency_s=0.0, model_latency_s=0.0,
-                      frames_used=8 + 8 * tool, format_errors=int(format_error is not None))

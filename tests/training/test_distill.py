@@ -6,7 +6,8 @@ import pytest
 
 from sportlens.agent.records import QAItem
 from sportlens.training.distill import DistillDataError, judge, load_conversations
-from sportlens.training.rewards import example_trajectory
+
+from builders import example_trajectory
 
 
 def test_the_oracle_conversations_are_kept_with_frames_and_provenance(distilled: Path):

@@ -9,7 +9,9 @@ from sportlens.agent.backends.base import Generation
 from sportlens.agent.records import QAItem
 from sportlens.training import grpo
 from sportlens.training.config import GRPOStageConfig
-from sportlens.training.rewards import PRESETS, RewardPreset, example_trajectory
+from sportlens.training.rewards import PRESETS, RewardPreset
+
+from builders import example_trajectory
 
 LOOK = '<think>look closer</think>\n<tool_call>{"name": "choose_frames", "arguments": {"frame_range": [0, 40]}}</tool_call>'
 

@@ -11,15 +11,16 @@ from sportlens.training.rewards import (
     RememberingJudge,
     accuracy_reward,
     answer_overlap,
-    example_trajectory,
     format_reward,
     reward_preset,
     zero_variance,
 )
 
+from builders import example_trajectory
+
 
 def test_the_docstring_examples_run():
-    assert doctest.testmod(rewards).failed == 0
+    assert doctest.testmod(rewards, extraglobs={"example_trajectory": example_trajectory}).failed == 0
 
 
 def test_accuracy_is_the_benchmark_score_and_iou_for_boxes():
