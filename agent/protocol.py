@@ -1,4 +1,4 @@
-"""The agent protocol v2 (DESIGN.md): the prompts the model sees, the parser of what it says, the rules a tool call obeys.
+"""The agent protocol v2 (docs/protocol.md): the prompts the model sees, the parser of what it says, the rules a tool call obeys.
 
 The protocol is DeepSport's "think with videos" loop in the hermes tool-call form that Qwen-VL models,
 vLLM's hermes parser and TRL understand. Serving, benchmarks and training all go through this module, so

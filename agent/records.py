@@ -102,7 +102,7 @@ class Result(BaseModel):
 
 
 class QAItem(BaseModel):
-    """One benchmark or training question about one video (a line of our QA JSONL, DESIGN.md).
+    """One benchmark or training question about one video (a line of our QA JSONL, docs/records.md).
 
     ``answer`` is an option letter for ``choice``, "yes"/"no" for ``yes_no``, free text for ``open`` and
     "[x0, y0, x1, y1]" for ``box``; ``box`` holds the same box in pixels of the event frame.

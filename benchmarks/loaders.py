@@ -7,7 +7,7 @@ its index) and the field.
 
 Layouts
 -------
-``qa`` — our QA JSONL (DESIGN.md): one :class:`~sportlens.agent.records.QAItem` per line.
+``qa`` — our QA JSONL (docs/records.md): one :class:`~sportlens.agent.records.QAItem` per line.
 
 ``sportr`` — SportR's annotations as one JSON object (the paper's image questions Q1–Q7 and video questions
 Q8–Q13; this is the layout we accept, built from the paper's description)::
