@@ -5,7 +5,9 @@ shown: it counts the marks in the bar of each initial frame, in order, until one
 shows the incident it answers, else it calls ``choose_frames`` on the two initial frames around the new mark, and
 answers from the frame of the returned ones that shows the incident. Its thoughts say exactly that, frame by
 frame, so that a model distilled from it learns a scan whose every step is one short look or one short copy:
-``frame 13: 1 mark. frame 40: 1 mark. frame 67: 2 marks. The new mark appeared between frame 40 and frame 67.``
+``frame 13 (6.5s): there is 1 mark in this frame. frame 40 (20.0s): there is 1 mark in this frame. frame 67
+(33.5s): there are 2 marks in this frame. The new mark appeared between frame 40 and frame 67.``; after the call it scans the new
+frames the same way until one shows the incident, and says what it shows.
 Questions about the whole clip (which side a team defends) are answered at once. It answers only when it has seen
 what the answer needs, and otherwise makes the same truth-blind guess as ``OraclePolicy``: with
 ``AgentSettings(max_turns=1)`` it is the honest "answer from the k uniform frames" baseline.
@@ -26,15 +28,36 @@ MODEL_ID = "sportsim-visual-oracle"
 
 
 def scan_thought(frames: list[Frame]) -> tuple[str, int | None]:
-    """The scan of initial frames up to the first with a new mark, and that frame's position (None: no new mark)."""
+    """The scan of initial frames up to the first with a new mark, and that frame's position (None: no new mark).
+
+    Every entry but the last is exactly as many tokens long (18, in the shipped model's tokenizer) as a labelled
+    frame is positions long in the prompt (its label, then 18 image tokens that advance the position by 6), so the
+    k-th entry stands at one fixed distance from the k-th frame and its label: copying the label and reading the
+    frame is one fixed-offset look, the easiest thing attention learns.
+    """
     first = count_marks(frames[0].image)
     parts = []
     for position, frame in enumerate(frames):
         marks = count_marks(frame.image)
-        parts.append(f"frame {frame.index}: {marks} mark{'s' if marks != 1 else ''}.")
+        parts.append(f"{_entry(frame)} there {'is 1 mark' if marks == 1 else f'are {marks} marks'} in this frame.")
         if marks > first:
             return " ".join(parts), position
     return " ".join(parts), None
+
+
+def moment_scan(frames: list[Frame]) -> tuple[str, Frame | None]:
+    """The scan of a tool call's frames up to the first that shows the incident, and that frame (None: none does)."""
+    parts = []
+    for frame in frames:
+        if shows_moment(frame.image):
+            parts.append(f"{_entry(frame)} the incident is seen in this frame.")
+            return " ".join(parts), frame
+        parts.append(f"{_entry(frame)} the incident is not seen in this frame.")
+    return " ".join(parts), None
+
+
+def _entry(frame: Frame) -> str:
+    return f"frame {frame.index} ({frame.seconds:.1f}s):"
 
 
 class VisualOraclePolicy(OraclePolicy):
@@ -55,14 +78,17 @@ class VisualOraclePolicy(OraclePolicy):
         answer = f"<answer>{self.item.answer}</answer>"
         if self.item.task == "side":
             return _turn(self.item.explanation or "", answer)
-        moment = f"shows the moment: {(self.item.explanation or '').removeprefix('It shows ').rstrip('.')}."
-        seen = next((f for f in later if shows_moment(f.image)), None)
-        if seen is not None:
-            return _turn(f"Frame {seen.index} {moment}", answer)
+        moment = f"It shows {(self.item.explanation or '').removeprefix('It shows ').rstrip('.')}."
+        if later:  # the frames of the tool call
+            scan, seen = moment_scan(later)
+            if seen is not None:
+                return _turn(f"{scan} {moment}", answer)
+            return _turn(f"{scan} I have not seen the moment, so I can only guess.",
+                         f"<answer>{self._guess(initial)}</answer>")
         scan, position = scan_thought(initial)
         if position is not None and shows_moment(initial[position].image):
-            return _turn(f"{scan} Frame {initial[position].index} {moment}", answer)
-        if position and not later and not last_turn:
+            return _turn(f"{scan} The incident is seen in frame {initial[position].index}. {moment}", answer)
+        if position and not last_turn:
             start, end = initial[position - 1].index, initial[position].index
             call = json.dumps({"name": "choose_frames", "arguments": {"frame_range": [start, end]}})
             return _turn(f"{scan} The new mark appeared between frame {start} and frame {end}.",

@@ -94,6 +94,7 @@ def export(source: str | Path, out: str | Path, *, calibration: str | Path | Non
     transformers backend before this returns, so a checkpoint that does not serve is never exported.
     """
     from sportlens.agent.backends.transformers_local import TransformersBackend
+    from sportlens.agent.checkpoint_files import weights_sha256
 
     source, out = Path(source), Path(out)
     check_base_model(source)
@@ -111,6 +112,7 @@ def export(source: str | Path, out: str | Path, *, calibration: str | Path | Non
         (out / CALIBRATION).unlink(missing_ok=True)
         manifest["calibration_artifact"] = None
     manifest["eval_summary"] = json.loads(Path(eval_summary).read_text()) if eval_summary else None
+    manifest["weights_sha256"] = weights_sha256(out)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     backend = TransformersBackend(out)  # raises BackendError when it would not serve
     backend.close()

@@ -76,13 +76,16 @@ class ConversationCollator:
 
 
 def load_model(model_dir: str, dtype_name: str, *, lora: bool, lora_r: int, lora_alpha: int, lora_dropout: float,
-               freeze_vision: bool):
-    """The checkpoint as a trainable model (LoRA-wrapped if asked), its processor, and the dtype chosen."""
+               freeze_vision: bool, weights_dir: str | None = None):
+    """The checkpoint as a trainable model (LoRA-wrapped if asked), its processor, and the dtype chosen.
+
+    ``weights_dir``: take the weights from there instead (a trainer checkpoint being resumed).
+    """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     dtype = resolve_dtype(dtype_name)
     processor = AutoProcessor.from_pretrained(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype)
+    model = AutoModelForImageTextToText.from_pretrained(weights_dir or model_dir, dtype=dtype)
     if lora:
         from peft import LoraConfig, get_peft_model
 
@@ -111,9 +114,13 @@ def train_sft(config: SFTStageConfig) -> dict:
     check_base_model(config.model)  # before any weights load
     conversations = load_conversations(Path(config.data))  # broken records fail here, naming file and line
     transformers_logging.set_verbosity_error()
+    checkpoints = sorted((Path(config.output_dir) / "trainer").glob("checkpoint-*"), key=lambda p: int(p.name[11:]))
+    resume = checkpoints[-1] if config.save_steps is not None and checkpoints else None
+    # The weights of a resumed run load here: transformers 5.24's Trainer reads a Qwen2.5-VL checkpoint's weights
+    # under the names they are saved with, which are not the model's, and without strict loading keeps none of them.
     model, processor, dtype = load_model(config.model, config.dtype, lora=config.lora, lora_r=config.lora_r,
                                          lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                                         freeze_vision=config.freeze_vision)
+                                         freeze_vision=config.freeze_vision, weights_dir=resume and str(resume))
     dataset = Dataset.from_list([
         {"conversation": json.dumps(messages), "frames": [str(p) for p in images]} for messages, images in conversations
     ])
@@ -142,9 +149,8 @@ def train_sft(config: SFTStageConfig) -> dict:
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
                          data_collator=ConversationCollator(processor), callbacks=time_limit(config.max_seconds))
     started = time.perf_counter()
-    checkpoints = sorted((Path(config.output_dir) / "trainer").glob("checkpoint-*"), key=lambda p: int(p.name[11:]))
-    resumed_from = int(checkpoints[-1].name[11:]) if config.save_steps is not None and checkpoints else 0
-    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if resumed_from else None)
+    resumed_from = int(resume.name[11:]) if resume else 0
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # optimizer, schedule, data order
     seconds = time.perf_counter() - started
     samples = (result.global_step - resumed_from) * config.batch_size * config.gradient_accumulation_steps
     tokens = max((float(e["num_tokens"]) for e in trainer.state.log_history if "num_tokens" in e), default=0.0)

@@ -8,7 +8,7 @@ from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import QAItem
 from sportlens.benchmarks import sportsim_visual as visual
 from sportlens.benchmarks.visual_oracle import VisualOraclePolicy, scan_thought
-from sportlens.tools.frames import uniform_indices
+from sportlens.tools.frames import Frame, uniform_indices
 from sportlens.tools.video import Video
 from cli_runner import run_sportlens
 
@@ -113,10 +113,29 @@ def test_the_oracle_thought_scans_to_the_new_mark_and_calls_the_interval_around_
     scan, position = scan_thought(initial)
     first = trajectory.steps[0]
     assert first.thought.startswith(scan)
-    assert scan.count("frame ") == position + 1
+    assert scan.count("frame ") == position + 1 and f"frame {initial[0].index} (" in scan
     if first.action == "choose_frames":
         assert first.frame_range == (initial[position - 1].index, initial[position].index)
         assert f"between frame {first.frame_range[0]} and frame {first.frame_range[1]}" in first.thought
+        second = trajectory.steps[1]
+        assert second.thought.endswith(f"It shows {item.explanation.removeprefix('It shows ')}")
+        assert "the incident is seen in this frame" in second.thought
+
+
+def test_each_scan_entry_is_as_many_tokens_as_a_labelled_frame_is_positions_in_the_prompt():
+    """18 = a label's 10 tokens + vision start + 18 image tokens that advance the position by 6 + vision end."""
+    from sportlens.training.demo_model import _train_tokenizer
+
+    tokenizer = _train_tokenizer(number_tokens=True)
+    scene = SCENES[3]
+    frames = [Frame(index, index / 2, visual.render(scene, index)) for index in uniform_indices(0, scene.frames - 1, 8)]
+    scan, position = scan_thought(frames)
+    entries = scan.split(" frame ")
+    assert len(entries) == position + 1
+    for entry in entries[1:-1]:
+        assert len(tokenizer.tokenize(" frame " + entry)) == 18, entry
+    assert len(tokenizer.tokenize(f"\n{frames[5].label()}")) == 10
+    assert len(tokenizer.tokenize(" frame 97 (48.5s): the incident is not seen in this frame.")) == 18
 
 
 def test_synth_preset_visual_writes_the_set_and_an_unknown_preset_is_one_line_and_exit_2(tmp_path):

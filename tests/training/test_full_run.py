@@ -197,5 +197,13 @@ def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path,
     timings = json.loads((out / "timings.json").read_text())
     assert list(timings) == ["synth", "base", "distill", "sft"] and timings["sft"]["steps"] == 2
     assert (out / "sportsim" / "qa.jsonl").stat().st_mtime_ns == qa_written  # done stages are not redone
-    longer = replace(load_full_run(config, out).sft, max_steps=3)
-    assert train_sft(longer)["resumed_from_step"] == 2  # an SFT stage with save_steps continues from its checkpoint
+    from safetensors.torch import load_file
+
+    saved = load_file(out / "sft" / "trainer" / "checkpoint-2" / "model.safetensors")
+    again = replace(load_full_run(config, out).sft, output_dir=str(tmp_path / "again"))
+    (tmp_path / "again").mkdir()
+    (out / "sft" / "trainer").rename(tmp_path / "again" / "trainer")
+    assert train_sft(again)["resumed_from_step"] == 2  # an SFT stage with save_steps continues from its checkpoint
+    resumed = load_file(tmp_path / "again" / "model.safetensors")  # no step left to take: the checkpoint's weights
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert resumed[name].equal(saved[name])
