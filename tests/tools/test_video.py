@@ -12,8 +12,11 @@ import av
 import numpy as np
 import pytest
 
+from sportlens.tools import decoding_threads, pyav_reader
 from sportlens.tools import video as video_module
+from sportlens.tools.file_checks import check_resolution
 from sportlens.tools.frames import Frame, uniform_indices
+from sportlens.tools.reader import ReaderCannot
 from sportlens.tools.testclips import read_index, write_audio_only, write_index_clip, write_truncated
 from sportlens.tools.video import (
     CorruptVideo,
@@ -24,7 +27,6 @@ from sportlens.tools.video import (
     VideoError,
     VideoInfo,
     VideoNotFound,
-    check_resolution,
     probe,
 )
 
@@ -113,13 +115,13 @@ def test_frames_are_exact_with_any_number_of_decoders(clip: Clip, name: str, thr
 def record_decoder_threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
     """The frame indices each decoder thread is asked for, filled in as requests run."""
     decoded_on: dict[str, list[int]] = {}
-    read = video_module._Decoder.read
+    read = pyav_reader.Decoder.read
 
     def recording_read(decoder, indices, size, targets):
         decoded_on.setdefault(threading.current_thread().name, []).extend(indices)
         return read(decoder, indices, size, targets)
 
-    monkeypatch.setattr(video_module._Decoder, "read", recording_read)
+    monkeypatch.setattr(pyav_reader.Decoder, "read", recording_read)
     return decoded_on
 
 
@@ -177,14 +179,14 @@ class PyAVRefusesFake:
     """Stands in for the PyAV reader on a file it cannot handle (none of our test clips is one)."""
 
     def __init__(self, path: str, threads: int):
-        raise video_module._ReaderCannot(UnsupportedVideo(f"{path}: PyAV cannot handle it"))
+        raise ReaderCannot(UnsupportedVideo(f"{path}: PyAV cannot handle it"))
 
 
-class PyAVLosesFramesFake(video_module._PyAVReader):
+class PyAVLosesFramesFake(pyav_reader.PyAVReader):
     """The real PyAV reader, except that seeking never finds the frame asked for."""
 
     def read(self, indices: list[int], size: tuple[int, int]) -> list[Frame]:
-        raise video_module._ReaderCannot(CorruptVideo(f"{self.path}: frame {indices[0]} could not be found"))
+        raise ReaderCannot(CorruptVideo(f"{self.path}: frame {indices[0]} could not be found"))
 
 
 def test_auto_falls_back_to_decord_when_pyav_cannot_open_a_file(clip: Clip, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -423,10 +425,10 @@ def test_opening_that_hangs_raises_decode_timeout(
 
 
 def test_requests_beyond_the_decoding_slots_wait_their_turn(clip: Clip, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(video_module, "_decoding", threading.BoundedSemaphore(2))
+    monkeypatch.setattr(decoding_threads, "slots", threading.BoundedSemaphore(2))
     decoding, most = [0], [0]
     lock = threading.Lock()
-    read = video_module._PyAVReader.read
+    read = pyav_reader.PyAVReader.read
 
     def counted(reader, indices, size):  # the real reader, watched
         with lock:
@@ -439,7 +441,7 @@ def test_requests_beyond_the_decoding_slots_wait_their_turn(clip: Clip, monkeypa
             with lock:
                 decoding[0] -= 1
 
-    monkeypatch.setattr(video_module._PyAVReader, "read", counted)
+    monkeypatch.setattr(pyav_reader.PyAVReader, "read", counted)
     videos = [Video(clip("h264_gop12.mp4"), threads=1) for _ in range(6)]
     with ThreadPoolExecutor(6) as pool:
         got = list(pool.map(lambda video: video.choose_frames(0, 40, 4), videos))
@@ -452,7 +454,7 @@ def test_waiting_past_the_deadline_for_a_slot_is_a_clear_error_that_leaves_the_v
     clip: Clip, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slots = threading.BoundedSemaphore(1)
-    monkeypatch.setattr(video_module, "_decoding", slots)
+    monkeypatch.setattr(decoding_threads, "slots", slots)
     with Video(clip("h264_gop12.mp4"), deadline_s=0.3) as video:
         slots.acquire()  # another video holds the only slot
         began = time.monotonic()
