@@ -32,7 +32,7 @@ import av
 import numpy as np
 
 from sportlens.agent.records import QAItem
-from sportlens.benchmarks.sportsim import SPLIT_PATTERN
+from sportlens.benchmarks.sportsim_simulation import SPLIT_PATTERN
 
 GENERATOR_VERSION = "sportsim-visual-1"
 FPS = 2

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from sportlens.agent.records import QAItem
-from sportlens.benchmarks.sportsim import (
-    SPORTS, SimSettings, Simulation, generate, make_scene, questions,
-)
+from sportlens.benchmarks.sportsim import SPORTS, SimSettings, generate
+from sportlens.benchmarks.sportsim_questions import questions
 from sportlens.benchmarks.sportsim_render import shows_banner
+from sportlens.benchmarks.sportsim_simulation import Simulation, make_scene
 from sportlens.tools.frames import uniform_indices
 from sportlens.tools.video import Video
 
