@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sportlens import vllm_server
+from sportlens import vllm_env, vllm_server
 from sportlens.ports import free_port
 
 MAX_MODEL_LEN = 12288  # 8 initial frames + 8 per call over 3 turns fit (≈300 tokens a frame); 45 frames do not
@@ -62,8 +62,8 @@ def vllm(demo_model_dir: Path, pytestconfig: pytest.Config) -> LiveServer:
 
     started = time.monotonic()
     try:
-        vllm_server.setup(log=lambda message: say(f"[vllm] {message}"))
-    except (vllm_server.VLLMError, OSError) as error:
+        vllm_env.setup(log=lambda message: say(f"[vllm] {message}"))
+    except (vllm_env.VLLMError, OSError) as error:
         reason = f"vLLM's environment cannot be created here: {error}"
         if os.environ.get("CI"):
             pytest.fail(f"{reason} (CI must run the vLLM tests)")

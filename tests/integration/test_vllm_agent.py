@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sportlens import vllm_server
+from sportlens import vllm_env, vllm_server
 from sportlens.agent.backends.base import BackendError, ChatMessage
 from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
 from sportlens.agent.backends.transformers_local import TransformersBackend
@@ -236,5 +236,5 @@ def test_a_server_killed_mid_request_is_a_clear_error_and_a_retry_after_restart_
 
 def test_a_server_that_cannot_start_reports_why_from_its_log(vllm, tmp_path, unused_port):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(vllm_server.VLLMError, match=r"exited .*before it served; its log ends:\n"):
+    with pytest.raises(vllm_env.VLLMError, match=r"exited .*before it served; its log ends:\n"):
         vllm_server.start(tmp_path, port=unused_port, log=lambda message: None)
