@@ -38,7 +38,8 @@ class AgentSettings:
     """Every knob of the loop, with the protocol's defaults.
 
     ``constrain`` asks the backend to keep each turn inside the protocol with a regular expression
-    (vLLM structured outputs, xgrammar in-process); it lets even an untrained model answer.
+    (vLLM structured outputs, xgrammar in-process); it lets even an untrained model answer. Its thought is
+    bounded by ``max_thought_chars`` so that a constrained turn fits in ``max_tokens_per_turn``.
     ``score_options`` scores every option of a closed question after the answer (teacher-forced, the
     input of conformal sets); ``answer_samples`` samples that many further final answers at temperature 1
     (the input of sample-based conformal sets for open questions).
@@ -50,6 +51,7 @@ class AgentSettings:
     frames_per_call: int = 8
     max_turns: int = 5
     max_tokens_per_turn: int = 512
+    max_thought_chars: int = 200
     temperature: float = 0.0
     constrain: bool = False
     score_options: bool = False
@@ -57,7 +59,7 @@ class AgentSettings:
     sampler: Sampler = "centred"
 
     def __post_init__(self) -> None:
-        for name in ("initial_frames", "frames_per_call", "max_turns", "max_tokens_per_turn"):
+        for name in ("initial_frames", "frames_per_call", "max_turns", "max_tokens_per_turn", "max_thought_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.answer_samples < 0:
@@ -142,7 +144,8 @@ def answer_question(
         last = turn == final_turn
         emit(AgentEvent(kind="turn_started", turn=turn))
         constraint = (
-            protocol.turn_constraint(options=options, total_frames=info.frames, allow_tool=not last)
+            protocol.turn_constraint(options=options, total_frames=info.frames, allow_tool=not last,
+                                     max_thought_chars=settings.max_thought_chars)
             if settings.constrain
             else None
         )
@@ -309,7 +312,8 @@ def _sample_answers(
     settings: AgentSettings,
 ) -> list[str]:
     """Further final answers sampled at temperature 1 from the same point; unusable samples are dropped."""
-    constraint = protocol.turn_constraint(options=options, total_frames=total_frames, allow_tool=False)
+    constraint = protocol.turn_constraint(options=options, total_frames=total_frames, allow_tool=False,
+                                          max_thought_chars=settings.max_thought_chars)
     samples = []
     for _ in range(settings.answer_samples):
         generation = backend.generate(

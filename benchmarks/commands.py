@@ -61,6 +61,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--baselines", default="uniform8,uniform16,uniform32",
                        help='no-tool baselines run beside the agent, e.g. "uniform8,uniform16"; "none" for none')
     bench.add_argument("--max-turns", type=int, default=5)
+    bench.add_argument("--max-thought-chars", type=int, default=200,
+                       help="with --constrain: the longest thought a turn may write (a model that scans many frames "
+                            "in its thought needs more)")
     bench.add_argument("--initial-frames", type=int, default=8)
     bench.add_argument("--frames-per-call", type=int, default=8)
     bench.add_argument("--sampler", default="centred", help=SAMPLER_HELP + "; the baselines use it too")
@@ -162,6 +165,7 @@ def _bench(args: argparse.Namespace) -> int:
         constrain = args.constrain if args.constrain is not None else not (args.backend_url or args.oracle)
         agent = AgentSettings(initial_frames=args.initial_frames, frames_per_call=args.frames_per_call,
                               max_turns=args.max_turns, constrain=constrain, sampler=args.sampler,
+                              max_thought_chars=args.max_thought_chars,
                               score_options=args.score_options or (artifact is not None and artifact.method != "sample"),
                               answer_samples=args.samples or (10 if artifact is not None and artifact.method == "sample" else 0))
         runs = standard_runs(_baselines(args.baselines), constrain=constrain, agent=agent)
@@ -218,8 +222,11 @@ def _bench(args: argparse.Namespace) -> int:
         if calibrated:
             coverage = sum(r.label in r.prediction_set for r in calibrated) / len(calibrated)
             size = sum(r.set_size for r in calibrated) / len(calibrated)
+            single = [r for r in calibrated if r.set_size == 1]
             print(f"prediction sets: coverage {coverage:.1%} (target {1 - artifact.alpha:.0%}), "
-                  f"mean size {size:.2f} over {len(calibrated)} answers")
+                  f"mean size {size:.2f} over {len(calibrated)} answers; selective (answering only single-answer "
+                  f"sets): {len(single) / len(calibrated):.1%} answered, "
+                  f"{sum(r.correct for r in single) / max(1, len(single)):.1%} of them right")
     print(f"report: {args.out / 'report.md'}")
     return 0
 

@@ -229,3 +229,41 @@ def write(table: dict, out: Path, *, title: str, appendix: str = "") -> list[Pat
     paths[1].write_text(markdown(table, title) + appendix)
     plot(table, paths[2])
     return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The table for results written by `sportlens bench` runs, each row one run of one folder."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m sportlens.benchmarks.evidence", description=main.__doc__)
+    parser.add_argument("--row", action="append", required=True, metavar="KEY=LABEL=FOLDER[=RUN]",
+                        help="a row: the run RUN (default: agent) of the bench results in FOLDER")
+    parser.add_argument("--compare", action="append", default=[], metavar="AGENT,UNTRAINED,NO_TOOL[,MAX_FRAMES]",
+                        help="a verdict: the agent row against the untrained and the no-tool rows")
+    parser.add_argument("--title", default="Evidence")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    rows, comparisons = [], []
+    for spec in args.row:
+        parts = spec.split("=")
+        if len(parts) not in (3, 4) or not (Path(parts[2]) / RESULTS_FILE).is_file():
+            print(f"evidence: error: --row {spec!r} is not KEY=LABEL=FOLDER[=RUN] with bench results in FOLDER",
+                  file=sys.stderr)
+            return 2
+        rows.append(Row(parts[0], parts[1], Path(parts[2]), parts[3] if len(parts) == 4 else "agent"))
+    for spec in args.compare:
+        parts = spec.split(",")
+        if len(parts) not in (3, 4) or not set(parts[:3]) <= {row.key for row in rows}:
+            print(f"evidence: error: --compare {spec!r} is not AGENT,UNTRAINED,NO_TOOL[,MAX_FRAMES] of row keys",
+                  file=sys.stderr)
+            return 2
+        comparisons.append(Comparison(*parts[:3], max_frames=float(parts[3]) if len(parts) == 4 else 16))
+    table = build(rows, event_type=lambda record: record.task or "other", comparisons=comparisons)
+    for path in write(table, args.out, title=args.title):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

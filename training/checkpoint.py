@@ -102,7 +102,7 @@ def export(source: str | Path, out: str | Path, *, calibration: str | Path | Non
         raise CheckpointError(f"{out} is not empty; choose an empty or new directory")
     if (source / "adapter_config.json").is_file():
         raise CheckpointError(f"{source} holds LoRA adapters; the training stages write merged checkpoints")
-    shutil.copytree(source, out, dirs_exist_ok=True)
+    shutil.copytree(source, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("trainer"))  # not its optimizer
     manifest = read_manifest(source)
     manifest["name"] = name or out.resolve().name
     if calibration is not None:

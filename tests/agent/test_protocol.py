@@ -160,3 +160,15 @@ def test_system_prompt_states_the_rules_and_the_tool():
     message = protocol.system_message(total_frames=900, fps=30.0, initial_frames=8, frames_per_call=8, max_turns=5)
     text = message.text()
     assert "0 to 899" in text and "choose_frames" in text and "<answer>" in text and "5 turns" in text
+
+
+def test_the_constraint_bounds_the_thought_by_the_setting():
+    from sportlens.agent.loop import AgentSettings
+
+    long_thought = "<think>" + "x" * 300 + "</think>\n<answer>A</answer>"
+    assert not re.fullmatch(protocol.turn_constraint(options=["A) a", "B) b"], total_frames=100, allow_tool=False), long_thought)
+    assert re.fullmatch(protocol.turn_constraint(options=["A) a", "B) b"], total_frames=100, allow_tool=False,
+                                        max_thought_chars=400), long_thought)
+    assert AgentSettings().max_thought_chars == 200
+    with pytest.raises(ValueError, match="max_thought_chars"):
+        AgentSettings(max_thought_chars=0)

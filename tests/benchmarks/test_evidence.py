@@ -66,3 +66,18 @@ def test_sign_test():
     assert sign_test_p(0, 0) == 1.0
     assert round(sign_test_p(9, 1), 4) == 0.0215
     assert sign_test_p(3, 3) == 1.0
+
+
+def test_the_command_line_builds_the_table_from_bench_folders_and_refuses_a_row_without_results(tmp_path, capsys):
+    from sportlens.benchmarks.evidence import main
+
+    write_row(tmp_path / "n", "uniform16", {0, 3}, frames=16)
+    write_row(tmp_path / "b", "agent", {3}, frames=8)
+    write_row(tmp_path / "t", "agent", {0, 1, 2, 4, 5}, frames=12)
+    assert main(["--row", f"no-tool=uniform-16={tmp_path / 'n'}=uniform16", "--row", f"base=untrained={tmp_path / 'b'}",
+                 "--row", f"trained=trained={tmp_path / 't'}", "--compare", "trained,base,no-tool",
+                 "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "evidence.md").read_text()
+    assert "**trained: criterion met**" in text and (tmp_path / "out" / "evidence.png").is_file()
+    assert main(["--row", f"x=X={tmp_path / 'missing'}", "--out", str(tmp_path / "o2")]) == 2
+    assert "--row" in capsys.readouterr().err

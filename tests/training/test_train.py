@@ -89,6 +89,8 @@ def test_export_ships_the_calibration_and_ask_loads_it_unchanged(sft_checkpoint,
     assert manifest["calibration_artifact"] == "calibration.json" and (out / "calibration.json").is_file()
     assert manifest["eval_summary"] == {"accuracy": 0.5} and manifest["protocol_version"] == PROTOCOL_VERSION
     assert manifest["base_architecture"] == "Qwen2_5_VLForConditionalGeneration"
+    assert not (out / "trainer").exists()  # the trainer's optimizer state stays behind
+    assert manifest["weights_sha256"] == hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     capsys.readouterr()
     video = sim_qa.parent / "clips" / "soccer_00000.mp4"
     code = main(["ask", str(video), "Which foul?", "--options", "A) a;B) b", "--model", str(out), "--max-turns", "1",
