@@ -15,6 +15,8 @@ COPY service service
 COPY benchmarks benchmarks
 RUN make setup
 
+# Listening beyond loopback needs API keys: run with -e SPORTLENS_API_KEYS=$(sportlens serve --hash-key "$KEY")
+# (without keys, `serve --host 0.0.0.0` refuses to start rather than expose an open service).
 ENV SPORTLENS_HOME=/data
 VOLUME /data
 ENTRYPOINT ["/app/.venv/bin/sportlens"]
