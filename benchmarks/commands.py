@@ -34,7 +34,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--preset", default="broadcast",
                        help='"broadcast" (banners, digits, numbered players: for pretrained VLMs) or "visual" (large '
-                            "marks, no text, 2 fps, 70–120 s: what a model trained from scratch can read; "
+                            "marks, no text, 2 fps, 80, 100 or 120 s: what a model trained from scratch can read; "
                             "--sports, --seconds, --fps and --size are its own)")
     synth.add_argument("--sports", default="soccer,basketball,tennis", help="comma-separated, drawn in turn")
     synth.add_argument("--seconds", type=float, default=60.0, help="clip length (30–180 s are broadcast-like)")
