@@ -54,7 +54,8 @@ def standard_runs(baselines: list[int], *, constrain: bool, agent: AgentSettings
     runs = [RunSpec("agent", agent)]
     runs += [
         RunSpec(f"uniform{k}", AgentSettings(initial_frames=k, max_turns=1, constrain=constrain,
-                                             max_tokens_per_turn=agent.max_tokens_per_turn, sampler=agent.sampler))
+                                             max_tokens_per_turn=agent.max_tokens_per_turn, sampler=agent.sampler,
+                                             max_thought_chars=agent.max_thought_chars))
         for k in baselines
     ]
     return runs

@@ -232,6 +232,7 @@ class EvalSettings:
     constrain: bool = _help("keep turns inside the protocol with the regex constraint (`sportlens bench`'s "
                             "in-process default)", True)
     uniform_frames: int = _help("frames of the no-tool baseline: one answering turn over this many uniform frames", 16)
+    sampler: str = _help(SAMPLER_HELP, "centred")
     no_tool_for: list[str] = _help("trained stages also asked without the tool (the first is the verdict's agent)",
                                    default_factory=lambda: ["grpo-v1"])
     chunk: int = _help("questions every row answers before any row goes on (a deadline cuts all rows alike)", 8)
@@ -247,6 +248,8 @@ class EvalSettings:
             raise ConfigError(f"no_tool_for takes one or more of {', '.join(stages)}, not {self.no_tool_for}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ConfigError("max_seconds must be > 0 or null")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}")
 
 
 def _item_filter(config: Any) -> None:

@@ -347,7 +347,7 @@ def eval_rows(config: FullRunConfig) -> list[EvalRow]:
 
     e = config.eval
     agent = AgentSettings(initial_frames=e.initial_frames, frames_per_call=e.frames_per_call, max_turns=e.max_turns,
-                          max_tokens_per_turn=e.max_tokens_per_turn, constrain=e.constrain)
+                          max_tokens_per_turn=e.max_tokens_per_turn, constrain=e.constrain, sampler=e.sampler)
     agent_run, no_tool = standard_runs([e.uniform_frames], constrain=e.constrain, agent=agent)
     baselines = [EvalRow(f"{stage}-no-tool", f"uniform-{e.uniform_frames}, no tool ({config.label(stage)} weights)",
                          stage, no_tool) for stage in e.no_tool_for]

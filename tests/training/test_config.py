@@ -129,11 +129,23 @@ def test_a_time_limit_stops_training_after_the_step_that_crosses_it():
     ("synth", {"preset": "cartoon"}, "preset must be one of broadcast, visual"),
     ("sft", {"lr_scheduler": "steps"}, "lr_scheduler must be"),
     ("sft", {"save_steps": 0}, "save_steps must be at least 1"),
+    ("eval", {"sampler": "random"}, "sampler must be one of"),
 ])
 def test_impossible_presets_schedules_and_checkpoint_intervals_are_refused(section, values, message):
-    from sportlens.training.config import SFTStageConfig, SynthSettings, config_from_dict
+    from sportlens.training.config import EvalSettings, SFTStageConfig, SynthSettings, config_from_dict
 
-    kind, required = {"synth": (SynthSettings, {}), "sft": (SFTStageConfig, {"model": "m", "data": "d",
-                                                                            "output_dir": "o"})}[section]
+    kind, required = {"synth": (SynthSettings, {}), "eval": (EvalSettings, {}),
+                      "sft": (SFTStageConfig, {"model": "m", "data": "d", "output_dir": "o"})}[section]
     with pytest.raises(ConfigError, match=message):
         config_from_dict({**required, **values}, kind)
+
+
+def test_the_full_run_evaluation_asks_every_row_with_its_sampler(tmp_path):
+    from dataclasses import replace
+
+    from sportlens.training.full_run import CONFIGS, eval_rows, load_full_run
+
+    config = load_full_run(CONFIGS / "full-run-cpu-smoke.yaml", tmp_path / "run")
+    assert {row.run.settings.sampler for row in eval_rows(config)} == {"centred"}
+    config.eval = replace(config.eval, sampler="framethinker")
+    assert {row.run.settings.sampler for row in eval_rows(config)} == {"framethinker"}
