@@ -1,0 +1,69 @@
+"""Per-kind accuracy of a checkpoint's next-token guesses on distilled conversations (teacher-forced), the probe
+behind the README's "labels 6 % … counts 100 %" figures: which skills the model has, apart from how greedy decoding
+compounds its errors.
+
+    .venv/bin/python benchmarks/results/visual-cpu/teacher_forced.py CHECKPOINT RUN_DIR [N]
+
+CHECKPOINT: a model folder (a trainer checkpoint works: the processor is read from RUN_DIR/base); N conversations of
+RUN_DIR/distilled drawn with seed 1 (default 12). Kinds: frame labels in scan entries, mark counts, the tool call's
+first number, "seen / not seen" in a scan of tool frames, the colour and shape words of the description, the answer
+letter, and everything else.
+"""
+import random
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from sportlens.training.conversations import encode_for_training
+from sportlens.training.distill import load_conversations
+
+COLOURS = {"Ġred", "Ġblue", "Ġyellow", "Ġblack", "Ġpurple", "Ġwhite"}
+SHAPES = {"Ġsquare", "Ġdiamond", "Ġplus", "Ġcircle", "Ġtriangle"}
+
+
+def kind(tokens: list[str], i: int) -> str:
+    token, before = tokens[i], tokens[i - 2] if i >= 2 else ""
+    if token.isdigit() and tokens[i - 1] == "Ġ" and before in ("frame", "Ġframe"):
+        return "label"
+    if token.isdigit() and tokens[i - 1] == "Ġ" and before in ("Ġis", "Ġare"):
+        return "count"
+    if token.isdigit() and tokens[i - 1] == "Ġ[":
+        return "call_start"
+    if token in ("Ġnot", "Ġseen"):
+        return "seen?"
+    if token in COLOURS:
+        return "colour"
+    if token in SHAPES:
+        return "shape"
+    if token.startswith(">") and len(token) == 2:
+        return "letter"
+    return "other"
+
+
+def main() -> None:
+    checkpoint, run = sys.argv[1], Path(sys.argv[2])
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 12
+    torch.set_num_threads(1)
+    processor = AutoProcessor.from_pretrained(run / "base")
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint).eval()
+    conversations = load_conversations(run / "distilled")
+    random.seed(1)
+    tally: dict[str, list[int]] = {}
+    for messages, images in random.sample(conversations, count):
+        batch = encode_for_training(processor, messages, [Image.open(path) for path in images])
+        with torch.no_grad():
+            guesses = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0].argmax(-1)
+        ids, labels = batch["input_ids"][0], batch["labels"][0]
+        tokens = processor.tokenizer.convert_ids_to_tokens(ids)
+        for i in range(1, len(ids)):
+            if labels[i] != -100:
+                right, total = tally.setdefault(kind(tokens, i), [0, 0])
+                tally[kind(tokens, i)] = [right + int(guesses[i - 1] == ids[i]), total + 1]
+    print({k: (round(right / total, 2), total) for k, (right, total) in sorted(tally.items())})
+
+
+if __name__ == "__main__":
+    main()
