@@ -1,8 +1,8 @@
 """Per-kind accuracy of a checkpoint's next-token guesses on distilled conversations (teacher-forced), the probe
-behind the README's "labels 6 % … counts 100 %" figures: which skills the model has, apart from how greedy decoding
+behind benchmarks/results/visual-cpu/README.md's "labels 6 % … counts 100 %" figures: which skills the model has, apart from how greedy decoding
 compounds its errors.
 
-    .venv/bin/python benchmarks/results/visual-cpu/teacher_forced.py CHECKPOINT RUN_DIR [N]
+    python -m sportlens.training.visual_probe CHECKPOINT RUN_DIR [N]
 
 CHECKPOINT: a model folder (a trainer checkpoint works: the processor is read from RUN_DIR/base); N conversations of
 RUN_DIR/distilled drawn with seed 1 (default 12). Kinds: frame labels in scan entries, mark counts, the tool call's
@@ -38,7 +38,7 @@ def kind(tokens: list[str], i: int) -> str:
         return "colour"
     if token in SHAPES:
         return "shape"
-    if token.startswith(">") and len(token) == 2:
+    if len(token) == 2 and token[0] == ">" and token[1] in "ABCD":  # `<answer` `>B`
         return "letter"
     return "other"
 
