@@ -78,7 +78,7 @@ class OraclePolicy:
         if evidence:
             indices = ", ".join(str(f.index) for f in evidence[:4])
             thought = f"Frames {indices} show the moment. {self.item.explanation or ''}".strip()
-            return _turn(thought, f"<answer>{_clean(self._truth(evidence[0]))}</answer>")
+            return oracle_turn(thought, f"<answer>{_clean(self._truth(evidence[0]))}</answer>")
         requested = _requested_ranges(messages)
         if not last:
             frame_range = _widen(window, frames_per_call, last_frame, requested)
@@ -86,8 +86,8 @@ class OraclePolicy:
                 thought = (f"None of the frames I have seen shows the moment this question is about; "
                            f"I look closer at frames {frame_range[0]} to {frame_range[1]}.")
                 call = json.dumps({"name": "choose_frames", "arguments": {"frame_range": list(frame_range)}})
-                return _turn(thought, f"<tool_call>{call}</tool_call>")
-        return _turn("I have not seen the moment this question is about, so I can only guess.",
+                return oracle_turn(thought, f"<tool_call>{call}</tool_call>")
+        return oracle_turn("I have not seen the moment this question is about, so I can only guess.",
                      f"<answer>{self._guess(shown)}</answer>")
 
     def score_continuations(self, messages: list[ChatMessage], continuations: list[str]) -> list[float]:
@@ -162,7 +162,8 @@ def is_last_turn(messages: list[ChatMessage]) -> bool:
     return turns_taken + 1 >= max_turns or protocol.LAST_TURN_NOTE in messages[-1].text()
 
 
-def _turn(thought: str, action: str) -> Generation:
+def oracle_turn(thought: str, action: str) -> Generation:
+    """An oracle's turn: its thought (made safe inside the tag) and its action; no tokens, it is no model."""
     return Generation(text=f"<think>{_clean(thought)}</think>\n{action}", tokens_in=0, tokens_out=0)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sportlens.agent.backends.base import ChatMessage, Generation
 from sportlens.agent.records import QAItem
-from sportlens.benchmarks.oracle import MODEL_ID as ORACLE_MODEL_ID, OraclePolicy, is_last_turn
+from sportlens.benchmarks.oracle import MODEL_ID as ORACLE_MODEL_ID, OraclePolicy, is_last_turn, oracle_turn
 from sportlens.benchmarks.sportsim_visual import GENERATOR_VERSION, count_marks, shows_moment
 from sportlens.tools.frames import Frame
 
@@ -77,28 +77,24 @@ class VisualOraclePolicy(OraclePolicy):
         later = [part for m in messages[2:] if m.role == "user" for part in m.parts if isinstance(part, Frame)]
         answer = f"<answer>{self.item.answer}</answer>"
         if self.item.task == "side":
-            return _turn(self.item.explanation or "", answer)
+            return oracle_turn(self.item.explanation or "", answer)
         moment = f"It shows {(self.item.explanation or '').removeprefix('It shows ').rstrip('.')}."
         if later:  # the frames of the tool call
             scan, seen = moment_scan(later)
             if seen is not None:
-                return _turn(f"{scan} {moment}", answer)
-            return _turn(f"{scan} I have not seen the moment, so I can only guess.",
+                return oracle_turn(f"{scan} {moment}", answer)
+            return oracle_turn(f"{scan} I have not seen the moment, so I can only guess.",
                          f"<answer>{self._guess(initial)}</answer>")
         scan, position = scan_thought(initial)
         if position is not None and shows_moment(initial[position].image):
-            return _turn(f"{scan} The incident is seen in frame {initial[position].index}. {moment}", answer)
+            return oracle_turn(f"{scan} The incident is seen in frame {initial[position].index}. {moment}", answer)
         if position and not last_turn:
             start, end = initial[position - 1].index, initial[position].index
             call = json.dumps({"name": "choose_frames", "arguments": {"frame_range": [start, end]}})
-            return _turn(f"{scan} The new mark appeared between frame {start} and frame {end}.",
+            return oracle_turn(f"{scan} The new mark appeared between frame {start} and frame {end}.",
                          f"<tool_call>{call}</tool_call>")
-        return _turn(f"{scan} I have not seen the moment, so I can only guess.",
+        return oracle_turn(f"{scan} I have not seen the moment, so I can only guess.",
                      f"<answer>{self._guess(initial)}</answer>")
-
-
-def _turn(thought: str, action: str) -> Generation:
-    return Generation(text=f"<think>{thought}</think>\n{action}", tokens_in=0, tokens_out=0)
 
 
 def oracle_for(dataset: Path) -> tuple[type[OraclePolicy], str]:

@@ -8,6 +8,7 @@ and vLLM load it unchanged.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -85,6 +86,15 @@ def save_checkpoint(model, processor, out: str | Path, *, parent: str | Path, st
     return out
 
 
+def weights_sha256(model_dir: str | Path) -> str:
+    """The SHA-256 of a checkpoint's ``model.safetensors``, recorded in an exported manifest as ``weights_sha256``."""
+    digest = hashlib.sha256()
+    with open(Path(model_dir) / "model.safetensors", "rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def export(source: str | Path, out: str | Path, *, calibration: str | Path | None = None,
            eval_summary: str | Path | None = None, name: str | None = None) -> Path:
     """Copy a trained checkpoint to ``out`` as the served model: merged weights, manifest, calibration beside them.
@@ -94,7 +104,6 @@ def export(source: str | Path, out: str | Path, *, calibration: str | Path | Non
     transformers backend before this returns, so a checkpoint that does not serve is never exported.
     """
     from sportlens.agent.backends.transformers_local import TransformersBackend
-    from sportlens.agent.checkpoint_files import weights_sha256
 
     source, out = Path(source), Path(out)
     check_base_model(source)

@@ -309,7 +309,8 @@ def _sft(config: FullRunConfig, progress: Progress) -> None:
 
 
 def _grpo(config: FullRunConfig, progress: Progress) -> None:
-    stages = {"grpo-v1": config.grpo_v1, "grpo-v2": config.grpo_v2}
+    stages = {name: stage for name, stage in (("grpo-v1", config.grpo_v1), ("grpo-v2", config.grpo_v2))
+              if name not in progress.timings}  # a resumed run does not train a finished reward again
     for name, stage in stages.items():
         _write_stage_config(config, name, stage)
         progress.start(name, f"`sportlens train grpo {config.out / 'configs' / (name + '.json')}`"
