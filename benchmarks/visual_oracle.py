@@ -45,15 +45,28 @@ def scan_thought(frames: list[Frame]) -> tuple[str, int | None]:
     return " ".join(parts), None
 
 
-def moment_scan(frames: list[Frame]) -> tuple[str, Frame | None]:
-    """The scan of a tool call's frames up to the first that shows the incident, and that frame (None: none does)."""
+def moment_scan(frames: list[Frame], description: str) -> tuple[str, Frame | None]:
+    """The scan of a tool call's frames up to the first that shows the incident, and that frame (None: none does).
+
+    The entry that sees the incident says what it shows (``description``, e.g. "a red circle on the left") right
+    after the frame's label: reading the marker is then a look at a fixed distance back, like reading the counts.
+    """
     parts = []
     for frame in frames:
         if shows_moment(frame.image):
-            parts.append(f"{_entry(frame)} the incident is seen in this frame.")
+            parts.append(f"{_entry(frame)} the incident is seen in this frame: {description}.")
             return " ".join(parts), frame
         parts.append(f"{_entry(frame)} the incident is not seen in this frame.")
     return " ".join(parts), None
+
+
+def _option_text(item: QAItem) -> str:
+    """The text of the item's right option ("a score" for "B) a score")."""
+    for option in item.options or []:
+        letter, _, text = option.partition(")")
+        if letter.strip() == item.answer:
+            return text.strip()
+    return item.answer
 
 
 def _entry(frame: Frame) -> str:
@@ -76,18 +89,21 @@ class VisualOraclePolicy(OraclePolicy):
         initial = [part for part in messages[1].parts if isinstance(part, Frame)]
         later = [part for m in messages[2:] if m.role == "user" for part in m.parts if isinstance(part, Frame)]
         answer = f"<answer>{self.item.answer}</answer>"
+        # The thought names the right option's text before the letter: choosing the letter is then a copy of the
+        # letter in front of that text in the question, not a lookup the model must learn per question kind.
+        conclusion = f"So the answer is {_option_text(self.item)}."
         if self.item.task == "side":
-            return oracle_turn(self.item.explanation or "", answer)
-        moment = f"It shows {(self.item.explanation or '').removeprefix('It shows ').rstrip('.')}."
+            return oracle_turn(f"{self.item.explanation or ''} {conclusion}", answer)
+        description = (self.item.explanation or "").removeprefix("It shows ").rstrip(".")
         if later:  # the frames of the tool call
-            scan, seen = moment_scan(later)
+            scan, seen = moment_scan(later, description)
             if seen is not None:
-                return oracle_turn(f"{scan} {moment}", answer)
+                return oracle_turn(f"{scan} {conclusion}", answer)
             return oracle_turn(f"{scan} I have not seen the moment, so I can only guess.",
                          f"<answer>{self._guess(initial)}</answer>")
         scan, position = scan_thought(initial)
         if position is not None and shows_moment(initial[position].image):
-            return oracle_turn(f"{scan} The incident is seen in frame {initial[position].index}. {moment}", answer)
+            return oracle_turn(f"{scan} The incident is seen in this frame: {description}. {conclusion}", answer)
         if position and not last_turn:
             start, end = initial[position - 1].index, initial[position].index
             call = json.dumps({"name": "choose_frames", "arguments": {"frame_range": [start, end]}})

@@ -211,9 +211,12 @@ class DistillSettings:
                                     default_factory=lambda: ["choice", "yes_no", "box"])
     max_items: int | None = _help("distill at most this many questions of the train split; null: all", None)
     max_turns: int = _help("the teacher's turn budget", 5)
+    drills_per_clip: int = _help("look drills per training clip of a SportSim visual set (training/visual_drills.py)", 0)
 
     def __post_init__(self) -> None:
         _positive(self, "max_turns")
+        if self.drills_per_clip < 0:
+            raise ConfigError(f"{type(self).__name__}.drills_per_clip must be 0 or more, got {self.drills_per_clip}")
         _item_filter(self)
 
 

@@ -127,7 +127,7 @@ def distill(
                     reasons_count[key] = reasons_count.get(key, 0) + 1
                 rejected_file.write(json.dumps({"id": item.id, "reasons": reasons}) + "\n")
                 continue
-            messages, images = _write_frames(recorder.conversation(), out, item.id)
+            messages, images = write_frames(recorder.conversation(), out, item.id)
             provenance = {
                 "teacher": teacher_name or trajectory.model,
                 "item": item.model_dump(mode="json"),
@@ -159,7 +159,7 @@ def distill(
     return summary
 
 
-def _write_frames(chat: list[ChatMessage], out: Path, item_id: str) -> tuple[list[dict], list[str]]:
+def write_frames(chat: list[ChatMessage], out: Path, item_id: str) -> tuple[list[dict], list[str]]:
     folder = out / "frames" / _safe(item_id)
     folder.mkdir(parents=True, exist_ok=True)
     messages, images = [], []

@@ -279,6 +279,7 @@ def _distill(config: FullRunConfig, progress: Progress) -> None:
     from sportlens.agent.loop import AgentSettings
     from sportlens.benchmarks.visual_oracle import oracle_for
     from sportlens.training.distill import distill
+    from sportlens.training.visual_drills import write_drills
 
     d = config.distill
     dataset = _items(config.qa, "train", d.answer_types, d.max_items)
@@ -291,7 +292,8 @@ def _distill(config: FullRunConfig, progress: Progress) -> None:
     kept = [json.loads(line)["provenance"]["trajectory"] for line in
             (Path(config.sft.data) / "conversations.jsonl").read_text().splitlines()]
     looked = sum(any(step["action"] == "choose_frames" for step in t["steps"]) for t in kept)
-    progress.done("distill", kept=summary["kept"], rejected=summary["rejected"],
+    drills = write_drills(config.qa.parent, Path(config.sft.data), per_clip=d.drills_per_clip) if d.drills_per_clip else 0
+    progress.done("distill", kept=summary["kept"], rejected=summary["rejected"], drills=drills,
                   teacher_tool_call_rate=round(looked / len(kept), 3),
                   items_per_s=round(len(dataset.items) / progress.elapsed("distill"), 2))
 

@@ -118,8 +118,10 @@ def test_the_oracle_thought_scans_to_the_new_mark_and_calls_the_interval_around_
         assert first.frame_range == (initial[position - 1].index, initial[position].index)
         assert f"between frame {first.frame_range[0]} and frame {first.frame_range[1]}" in first.thought
         second = trajectory.steps[1]
-        assert second.thought.endswith(f"It shows {item.explanation.removeprefix('It shows ')}")
-        assert "the incident is seen in this frame" in second.thought
+        description = item.explanation.removeprefix("It shows ").rstrip(".")
+        right = next(o.split(") ", 1)[1] for o in item.options if o.startswith(item.answer + ")"))
+        assert f"the incident is seen in this frame: {description}. So the answer is {right}." in second.thought
+        assert second.thought.endswith(f"So the answer is {right}.") and second.answer == item.answer
 
 
 def test_each_scan_entry_is_as_many_tokens_as_a_labelled_frame_is_positions_in_the_prompt():

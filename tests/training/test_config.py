@@ -149,3 +149,10 @@ def test_the_full_run_evaluation_asks_every_row_with_its_sampler(tmp_path):
     assert {row.run.settings.sampler for row in eval_rows(config)} == {"centred"}
     config.eval = replace(config.eval, sampler="framethinker")
     assert {row.run.settings.sampler for row in eval_rows(config)} == {"framethinker"}
+
+
+def test_a_negative_drill_count_is_refused():
+    from sportlens.training.config import DistillSettings
+
+    with pytest.raises(ConfigError, match="drills_per_clip must be 0 or more"):
+        DistillSettings(drills_per_clip=-1)

@@ -168,7 +168,7 @@ def test_a_base_model_the_protocol_cannot_use_stops_the_run_before_anything_runs
 VISUAL_SMOKE = """
 cpu_threads: 1
 synth: {preset: visual, clips: 10, seed: 2, workers: 1}
-distill: {answer_types: [choice], max_items: 4}
+distill: {answer_types: [choice], max_items: 4, drills_per_clip: 1}
 sft: {learning_rate: 1.0e-3, max_steps: 2, batch_size: 2, freeze_vision: false, save_steps: 1}
 grpo: {num_generations: 2, batch_size: 2, max_steps: 1, max_items: 2, max_turns: 2, max_tokens_per_turn: 12}
 eval: {max_items: 2, max_turns: 2, max_tokens_per_turn: 16, chunk: 2, no_tool_for: [grpo-v1]}
@@ -187,6 +187,7 @@ def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path,
     try:
         assert main(["--config", str(config), "--out", str(out), "--stop-after", "distill"]) == 0
         assert list(json.loads((out / "timings.json").read_text())) == ["synth", "base", "distill"]
+        assert json.loads((out / "timings.json").read_text())["distill"]["drills"] >= 1  # one per training clip
         assert json.loads((out / "base" / "manifest.json").read_text())["shape"]["number_tokens"]  # the visual shape
         qa_written = (out / "sportsim" / "qa.jsonl").stat().st_mtime_ns
         assert main(["--config", str(config), "--out", str(out)]) == 2  # a used folder needs --resume
