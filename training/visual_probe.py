@@ -6,8 +6,9 @@ compounds its errors.
 
 CHECKPOINT: a model folder (a trainer checkpoint works: the processor is read from RUN_DIR/base); N conversations of
 RUN_DIR/distilled drawn with seed 1 (default 12). Kinds: frame labels in scan entries, mark counts, the tool call's
-first number, "seen / not seen" in a scan of tool frames, the colour and shape words of the description, the answer
-letter, and everything else.
+first number, "seen / not seen" in a scan of tool frames, the colour, shape and place words of the description, the
+answer letter, and everything else; look drills (training/visual_drills.py) are counted apart, their kinds prefixed
+"drill ".
 """
 import random
 import sys
@@ -19,9 +20,11 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from sportlens.training.conversations import encode_for_training
 from sportlens.training.distill import load_conversations
+from sportlens.training.visual_drills import DRILL_SYSTEM
 
 COLOURS = {"Ġred", "Ġblue", "Ġyellow", "Ġblack", "Ġpurple", "Ġwhite"}
 SHAPES = {"Ġsquare", "Ġdiamond", "Ġplus", "Ġcircle", "Ġtriangle"}
+PLACES = {"Ġleft", "Ġcentre", "Ġright"}
 
 
 def kind(tokens: list[str], i: int) -> str:
@@ -38,6 +41,8 @@ def kind(tokens: list[str], i: int) -> str:
         return "colour"
     if token in SHAPES:
         return "shape"
+    if token in PLACES and before == "Ġon" and tokens[i - 3] != "Ġstands":  # a side answer is not the marker's place
+        return "place"
     if len(token) == 2 and token[0] == ">" and token[1] in "ABCD":  # `<answer` `>B`
         return "letter"
     return "other"
@@ -53,6 +58,7 @@ def main() -> None:
     random.seed(1)
     tally: dict[str, list[int]] = {}
     for messages, images in random.sample(conversations, count):
+        drill = messages[0]["content"][0]["text"] == DRILL_SYSTEM
         batch = encode_for_training(processor, messages, [Image.open(path) for path in images])
         with torch.no_grad():
             guesses = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0].argmax(-1)
@@ -60,8 +66,9 @@ def main() -> None:
         tokens = processor.tokenizer.convert_ids_to_tokens(ids)
         for i in range(1, len(ids)):
             if labels[i] != -100:
-                right, total = tally.setdefault(kind(tokens, i), [0, 0])
-                tally[kind(tokens, i)] = [right + int(guesses[i - 1] == ids[i]), total + 1]
+                name = ("drill " if drill else "") + kind(tokens, i)
+                right, total = tally.setdefault(name, [0, 0])
+                tally[name] = [right + int(guesses[i - 1] == ids[i]), total + 1]
     print({k: (round(right / total, 2), total) for k, (right, total) in sorted(tally.items())})
 
 
