@@ -64,8 +64,10 @@ def create_app(settings: ServiceSettings | None = None, *, backend: ModelBackend
                                   quotas=Quotas.of(settings))
         state.rate_limiter = RateLimiter(redis_text, settings.queue_name)
         blocking = settings.redis_max_connections // 4
-        state.streams = Slots("open event streams", settings.max_streams_per_key, blocking)
-        state.waits = Slots("open wait= requests", settings.max_waits_per_key, blocking)
+        state.streams = Slots(redis_text, f"{settings.queue_name}:streams", "open event streams",
+                              settings.max_streams_per_key, blocking, settings.slot_lease_s)
+        state.waits = Slots(redis_text, f"{settings.queue_name}:waits", "open wait= requests",
+                            settings.max_waits_per_key, blocking, settings.slot_lease_s)
         shared.connect(url)
         state.model_ready = asyncio.Event()
         worker_task = None

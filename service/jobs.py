@@ -214,8 +214,7 @@ class JobStore:
             await pipe.execute()
         if cached is None:
             return job_id, True
-        await self.redis.hincrby(STATS_KEY, "cache_hits", 1)
-        await self.finish(job_id, result=Result.model_validate_json(cached))
+        await self.finish(job_id, result=Result.model_validate_json(cached), cached=True)
         return job_id, False
 
     async def get(self, job_id: str, owner: str | None = None) -> JobOut | None:
@@ -260,14 +259,18 @@ class JobStore:
             await self.redis.hincrby(STATS_KEY, "jobs_retrying", 1)
 
     async def finish(self, job_id: str, *, result: Result | None = None, status: str = "complete",
-                     error: str | None = None, attempt: int | None = None) -> bool:
+                     error: str | None = None, attempt: int | None = None, cached: bool = False) -> bool:
         """Records the end of a job once; a job already finished keeps its first ending.
 
-        ``attempt``: the try that ends it, refused when a later try has started since.
+        ``attempt``: the try that ends it, refused when a later try has started since. ``cached``: the result
+        came from the result cache, when the job was asked for or when a worker took it up; the job says so and
+        the hit is counted here, with the ending, so that it counts once whichever path found it.
         """
         fields = {"status": status, "finished_at": _now(), "error": error or ""}
         if result is not None:
             fields["result"] = result.model_dump_json()
+        if cached:
+            fields["cached"] = 1
         event = JobEvent(kind="status", status=status, error=error).model_dump_json(exclude_none=True)
         done = await self._set(job_id, event, attempt=attempt, **fields)
         if done:
@@ -275,6 +278,8 @@ class JobStore:
             video_id = await self.raw_field(job_id, "video_id")
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(STATS_KEY, f"jobs_{status}", 1)
+                if cached:
+                    pipe.hincrby(STATS_KEY, "cache_hits", 1)
                 pipe.srem(video_jobs_key(video_id), job_id)
                 if trajectory is not None:  # a cached result's frames become this job's frames too
                     shown = [ref.index for ref in trajectory.initial_frames]

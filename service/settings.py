@@ -54,9 +54,13 @@ class ServiceSettings(BaseSettings):
     max_connections: int = Field(1000, ge=1, description="open connections (and requests in progress) before "
                                  "new requests get 503")
     max_live_jobs_per_key: int = Field(100, ge=1, description="queued or running jobs one key may have")
-    max_streams_per_key: int = Field(16, ge=1, description="event streams one key may hold open (per API process)")
-    max_waits_per_key: int = Field(16, ge=1, description="POST /v1/questions?wait= one key may hold open (per API "
-                                   "process)")
+    max_streams_per_key: int = Field(16, ge=1, description="event streams one key may hold open (in all API "
+                                     "processes together)")
+    max_waits_per_key: int = Field(16, ge=1, description="POST /v1/questions?wait= one key may hold open (in all "
+                                   "API processes together)")
+    slot_lease_s: float = Field(30.0, ge=1, description="an open event stream or wait= request renews its slot in "
+                                "Redis every third of this: the slots of an API process that died free after at "
+                                "most this long")
     redis_max_connections: int = Field(128, ge=8, description="Redis connections of one API process; half at most "
                                        "go to event streams and waits, which hold theirs while they block")
     video_quota_mb_per_key: float = Field(8192.0, gt=0, description="stored videos one key may claim, in total")

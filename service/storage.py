@@ -6,7 +6,10 @@ Ownership (which API keys may use a video) lives in Redis beside the probed info
 
 Quotas: the bytes each key claims and the bytes stored in all are counted in Redis (USAGE_KEY); an upload that
 would pass its key's quota is refused with 413, one that would pass the total or leave less than the minimum free
-space on the disk with 507, before it is read when its size is declared and while it streams in any case.
+space on the disk with 507, before it is read when its size is declared and while it streams in any case. A video
+counts once: uploading bytes again that the key already claims takes none of its quota, nor of the total. While
+an upload streams its id is unknown, so the bound lets through as much as the largest video the key claims (each
+key's claims are indexed by size); once the bytes are hashed, the quotas are checked exactly.
 
 Removal: a key that deletes a video gives up its claim; the file goes when no key claims it any more. With a
 retention time, a periodic sweep removes videos not uploaded or asked about for that long. Neither removes a
@@ -76,6 +79,13 @@ class Quotas:
         """The quotas a ServiceSettings names."""
         return cls(int(settings.video_quota_mb_per_key * 2**20), int(settings.video_quota_mb * 2**20),
                    int(settings.min_free_disk_mb * 2**20))
+
+    def key_refusal(self) -> UploadRejected:
+        return UploadRejected(413, f"this key's videos would pass its quota of {self.per_key / 2**20:.4g} MiB; "
+                                   f"delete some first")
+
+    def total_refusal(self) -> UploadRejected:
+        return UploadRejected(507, f"the service's videos would pass its quota of {self.total / 2**20:.4g} MiB")
 
 
 def too_large(limit: int) -> str:
@@ -150,17 +160,19 @@ class VideoStore:
 
     async def room(self, owner: str, declared: int = 0) -> tuple[int, UploadRejected]:
         """The most bytes an upload of ``owner`` may store, and the refusal past it; raises that refusal at once
-        when ``declared`` bytes (the body's Content-Length, 0 when unknown) do not fit."""
+        when ``declared`` bytes (the body's Content-Length, 0 when unknown) do not fit.
+
+        The quotas leave room for a video the key already claims at least (its id is not known yet, and a
+        re-upload takes no room); ``_check_quotas`` decides once it is."""
         bounds = [(self.max_bytes, UploadRejected(413, too_large(self.max_bytes)))]
         if self.quotas is not None:
             mine, stored = (int(value or 0) for value in await self.redis.hmget(USAGE_KEY, [owner, TOTAL]))
+            largest = await self.redis.zrange(_claims_key(owner), -1, -1, withscores=True)
+            again = int(largest[0][1]) if largest else 0
             free = shutil.disk_usage(self.root).free
-            per_key, total = self.quotas.per_key / 2**20, self.quotas.total / 2**20
             bounds += [
-                (self.quotas.per_key - mine, UploadRejected(413, f"this key's videos would pass its quota of "
-                                                                 f"{per_key:.4g} MiB; delete some first")),
-                (self.quotas.total - stored, UploadRejected(507, f"the service's videos would pass its quota of "
-                                                                 f"{total:.4g} MiB")),
+                (max(self.quotas.per_key - mine, again), self.quotas.key_refusal()),
+                (max(self.quotas.total - stored, again), self.quotas.total_refusal()),
                 (free - self.quotas.min_free, UploadRejected(507, "the disk of the video store is nearly full")),
             ]
         room, refusal = min(bounds, key=lambda bound: bound[0])
@@ -207,6 +219,7 @@ class VideoStore:
                 created_at=datetime.now(timezone.utc),
             )
             async with self._lock(video_id):
+                await self._check_quotas(video_id, owner, part.size)
                 final = self.path(video_id)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(partial, final)  # same filesystem: atomic; a second upload of the same bytes is harmless
@@ -217,7 +230,7 @@ class VideoStore:
                     pipe.zadd(VIDEOS_USED, {video_id: time.time()})
                     pipe.get(key)
                     new_file, new_claim, _, stored = await pipe.execute()
-                await self._count(owner if new_claim else None, part.size if new_file else 0, part.size)
+                await self._count(video_id, owner if new_claim else None, part.size if new_file else 0, part.size)
         except UploadRejected:
             raise
         except Exception as error:  # a malformed multipart body, a client that went away mid-upload
@@ -253,7 +266,7 @@ class VideoStore:
             if needed := sorted(job_id for job_id, job_owner in live.items() if job_owner == owner):
                 raise VideoInUse(needed)
             if await self.redis.srem(owners, owner):
-                await self._count(owner, 0, -record.size_bytes)
+                await self._count(video_id, owner, 0, -record.size_bytes)
             if not live and not await self.redis.scard(owners):
                 await self._remove(video_id)
             return True
@@ -295,19 +308,42 @@ class VideoStore:
         if record is not None:
             size = VideoOut.model_validate_json(record).size_bytes
             for owner in await self.redis.smembers(f"{key}:owners"):
-                await self._count(owner, 0, -size)
-            await self._count(None, -size, 0)
+                await self._count(video_id, owner, 0, -size)
+            await self._count(video_id, None, -size, 0)
         self.path(video_id).unlink(missing_ok=True)
         await self.redis.delete(key, f"{key}:owners", video_jobs_key(video_id), frame_cache_key(video_id))
         await self.redis.zrem(VIDEOS_USED, video_id)
 
-    async def _count(self, owner: str | None, stored: int, claimed: int) -> None:
-        """Adds ``stored`` bytes to the total and, when ``owner`` is given, ``claimed`` bytes to its usage."""
+    async def _check_quotas(self, video_id: str, owner: str, size: int) -> None:
+        """Raises the refusal of a quota that the upload of ``video_id`` (``size`` bytes) would pass: the key's
+        counts the video only when the key does not claim it yet, the total only when it is not stored yet.
+        Held under the video's lock, so that its claims and its file do not change meanwhile."""
+        if self.quotas is None:
+            return
+        key = _record_key(video_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sismember(f"{key}:owners", owner)
+            pipe.exists(key)
+            pipe.hmget(USAGE_KEY, [owner, TOTAL])
+            claimed, stored_already, usage = await pipe.execute()
+        mine, stored = (int(value or 0) for value in usage)
+        if not claimed and mine + size > self.quotas.per_key:
+            raise self.quotas.key_refusal()
+        if not stored_already and stored + size > self.quotas.total:
+            raise self.quotas.total_refusal()
+
+    async def _count(self, video_id: str, owner: str | None, stored: int, claimed: int) -> None:
+        """Adds ``stored`` bytes to the total and, when ``owner`` is given, ``claimed`` bytes to its usage and the
+        video to its claims (a negative ``claimed`` takes it out of them)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             if stored:
                 pipe.hincrby(USAGE_KEY, TOTAL, stored)
             if owner is not None and claimed:
                 pipe.hincrby(USAGE_KEY, owner, claimed)
+                if claimed > 0:
+                    pipe.zadd(_claims_key(owner), {video_id: claimed})
+                else:
+                    pipe.zrem(_claims_key(owner), video_id)
             await pipe.execute()
 
     def _lock(self, video_id: str):
@@ -316,3 +352,8 @@ class VideoStore:
 
 def _record_key(video_id: str) -> str:
     return f"{PREFIX}:video:{video_id}"
+
+
+def _claims_key(owner: str) -> str:
+    """The sorted set of the videos a key claims, by size: the largest bounds what a re-upload may need."""
+    return f"{PREFIX}:owner:{owner}:videos"

@@ -87,7 +87,7 @@ async def _answer(ctx: dict[str, Any], job_id: str) -> str:
         return "failed"
     request = job.request
     if request.cache and (cached := await jobs.cached_result(job_id)) is not None:
-        await jobs.finish(job_id, result=cached)
+        await jobs.finish(job_id, result=cached, cached=True)
         return "complete"
     if not await jobs.start_attempt(job_id, attempt, request.max_turns):
         return "finished elsewhere"

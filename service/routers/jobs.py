@@ -1,7 +1,7 @@
 """GET /v1/jobs/{id}, its live events (server-sent events), DELETE to cancel, and the frames the agent saw."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request
 from fastapi.responses import Response, StreamingResponse
@@ -44,7 +44,6 @@ async def job_events(request: Request, owner: Caller, jobs: Jobs, job_id: str = 
     the start, the stream holds the latest try's steps only. The stream ends with the final status.
     429 when this key holds too many streams open."""
     await _owned(jobs, job_id, owner)
-    slots = request.app.state.streams
 
     async def stream() -> AsyncIterator[str]:
         async for event_id, data in jobs.events(job_id, last_event_id or "0-0"):
@@ -54,15 +53,15 @@ async def job_events(request: Request, owner: Caller, jobs: Jobs, job_id: str = 
                 kind = data.split('"kind":"', 1)[1].split('"', 1)[0]
                 yield f"id: {event_id}\nevent: {kind}\ndata: {data}\n\n"
 
-    slots.acquire(owner)
-    return _HeldStream(stream(), lambda: slots.release(owner), media_type="text/event-stream",
+    lease = await request.app.state.streams.acquire(owner)
+    return _HeldStream(stream(), lease.release, media_type="text/event-stream",
                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 class _HeldStream(StreamingResponse):
     """A stream that gives back what it holds (a stream slot) when it ends, however it ends."""
 
-    def __init__(self, content: AsyncIterator[str], release: Callable[[], None], **kwargs) -> None:
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], Awaitable[None]], **kwargs) -> None:
         super().__init__(content, **kwargs)
         self._release = release
 
@@ -70,7 +69,7 @@ class _HeldStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._release()
+            await self._release()
 
 
 @router.delete("/{job_id}", response_model=JobOut, responses={404: {"model": Problem}, 409: {"model": Problem}})

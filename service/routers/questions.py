@@ -1,6 +1,8 @@
 """POST /v1/questions: a question about a stored video becomes a job; ``?wait=`` answers synchronously, bounded."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from sportlens.agent.conformal import CalibrationError
@@ -31,17 +33,12 @@ async def ask(
     job runs gets that job. 429 when this key has too many jobs queued or running, or ``wait=`` requests open.
     Follow the job with GET /v1/jobs/{id} or its /events stream."""
     state = request.app.state
-    settings = state.settings
-    bound = min(wait, settings.max_wait_s)
-    if bound > 0:  # held before any work, so that a refused wait queues nothing
-        state.waits.acquire(owner)
-    try:
+    bound = min(wait, state.settings.max_wait_s)
+    # The wait's slot is held before any work, so that a refused wait queues nothing.
+    async with state.waits.held(owner) if bound > 0 else nullcontext():
         job_id = await _job_for(body, owner, jobs, videos, state)
         if bound > 0:
             await jobs.wait_finished(job_id, bound)
-    finally:
-        if bound > 0:
-            state.waits.release(owner)
     job = await jobs.get(job_id)
     assert job is not None
     if job.status in TERMINAL:

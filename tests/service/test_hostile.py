@@ -3,14 +3,17 @@ is, bounds what any caller may hold, and tells nothing to the wrong one. Each te
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
+import signal
 import socket
 import string
 import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -170,16 +173,58 @@ def test_a_key_holds_a_bounded_number_of_waits(hostile, clips, fake_model):
     video_id = upload(hostile, KEY_B, clips[0]).json()["id"]
     fake_model.delay_s = 3
     body = {"video_id": video_id, "question": "Waiting?", "cache": False}
-    waiting = threading.Thread(target=hostile.post, args=("/v1/questions?wait=5",),
-                               kwargs={"headers": auth(KEY_B), "json": body})
+    refusals = wait_refusals(hostile, hostile, KEY_B, body)
+    assert refusals and "1 open wait= requests" in refusals[0]
+
+
+def wait_refusals(holder: httpx.Client, prober: httpx.Client, key: str, body: dict) -> list[str]:
+    """Holds a 5-s ``wait=`` request of ``key`` on ``holder`` (from a thread) while ``prober`` asks for another
+    wait; returns the details of the 429s that refused it. A probe names no video, so that one let through ends
+    at once (404): a second wait is refused before the video is even looked up."""
+    held = []
+    waiting = threading.Thread(target=lambda: held.append(
+        holder.post("/v1/questions?wait=5", headers=auth(key), json=body)))
     waiting.start()
-    refusals = []  # a second wait is refused before the video is even looked up (404 while the slot is free)
+    time.sleep(0.5)  # the held wait takes its slot first (a probe let through holds the slot while it runs)
+    refusals = []
     deadline = time.monotonic() + 4
     while not refusals and time.monotonic() < deadline:
-        reply = hostile.post("/v1/questions?wait=0.2", headers=auth(KEY_B), json={**body, "video_id": "0" * 64})
+        reply = prober.post("/v1/questions?wait=0.2", headers=auth(key), json={**body, "video_id": "0" * 64})
         refusals += [reply.json()["detail"]] if reply.status_code == 429 else []
     waiting.join()
-    assert refusals and "1 open wait= requests" in refusals[0]
+    assert held[0].status_code in (200, 202), held[0].text
+    return refusals
+
+
+def test_streams_and_waits_are_limited_per_key_in_all_api_processes_and_a_crash_frees_them(start, own_redis,
+                                                                                          tmp_path, clips):
+    lease_s = 2
+    env = service_env(tmp_path, own_redis.url, "http://127.0.0.1:9", api_keys=KEYS, max_streams_per_key=2,
+                      max_waits_per_key=1, slot_lease_s=lease_s)  # no worker: the job stays queued, its stream open
+    first, second = start("serve", env), start("serve", env)
+    with httpx.Client(base_url=first.url, timeout=30) as one, httpx.Client(base_url=second.url, timeout=30) as two, \
+            ExitStack() as held:
+        body = {"video_id": upload(one, KEY_A, clips[0]).json()["id"], "question": "Held?"}
+        path = f"/v1/jobs/{one.post('/v1/questions', headers=auth(KEY_A), json=body).json()['id']}/events"
+        for _ in range(2):
+            assert held.enter_context(one.stream("GET", path, headers=auth(KEY_A))).status_code == 200
+        status, why = opened(two, path)
+        assert status == 429 and "2 open event streams" in why
+        refusals = wait_refusals(one, two, KEY_A, body)
+        assert refusals and "1 open wait= requests" in refusals[0]
+        assert opened(two, path)[0] == 429  # held past their first lease: renewed
+
+        os.kill(first.process.pid, signal.SIGKILL)  # its streams' slots are not given back: their leases end
+        killed = time.monotonic()
+        while opened(two, path)[0] != 200 and time.monotonic() - killed < 5 * lease_s:
+            time.sleep(0.1)
+        assert opened(two, path)[0] == 200 and time.monotonic() - killed < 5 * lease_s
+
+
+def opened(client: httpx.Client, path: str) -> tuple[int, str]:
+    """The status of an event stream of key A's and, when refused, why; the stream is closed at once."""
+    with client.stream("GET", path, headers=auth(KEY_A)) as stream:
+        return stream.status_code, "" if stream.status_code == 200 else stream.read().decode()
 
 
 def test_random_methods_do_not_grow_the_metrics_which_need_a_key(hostile):
@@ -197,7 +242,7 @@ def test_random_methods_do_not_grow_the_metrics_which_need_a_key(hostile):
     assert "other" in methods and methods <= {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"}
 
 
-def test_quotas_per_key_and_in_all(start, own_redis, tmp_path, clips):
+def test_quotas_per_key_and_in_all_count_each_video_once(start, own_redis, tmp_path, clips):
     size_mb = max(c.stat().st_size for c in clips) / 2**20
     api = start("serve", service_env(tmp_path, own_redis.url, "http://127.0.0.1:9", api_keys=KEYS,
                                      video_quota_mb_per_key=1.5 * size_mb, video_quota_mb=2.5 * size_mb))
@@ -209,7 +254,12 @@ def test_quotas_per_key_and_in_all(start, own_redis, tmp_path, clips):
         assert upload(client, KEY_B, clips[1]).status_code == 201
         over_all = upload(client, KEY_C, clips[2])
         assert over_all.status_code == 507 and "service's videos would pass its quota" in over_all.json()["detail"]
+        again = upload(client, KEY_A, clips[0])  # bytes the key holds already take no more of either quota
+        assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
+        assert upload(client, KEY_B, clips[1]).status_code == 201
+        assert upload(client, KEY_A, clips[1]).status_code == 413  # a new claim still does not fit
         assert client.delete(f"/v1/videos/{first.json()['id']}", headers=auth(KEY_A)).status_code == 204
+        assert upload(client, KEY_A, clips[1]).status_code == 201  # the re-upload counted nothing: all room is back
         assert upload(client, KEY_C, clips[2]).status_code == 201  # deleting gave the room back
 
 
@@ -237,6 +287,26 @@ def test_identical_questions_coalesce_and_the_cache_is_per_key(hostile, clips, f
     if upload(hostile, KEY_B, clips[2]).status_code == 201:  # B within its quota: B's question is B's own run
         other = hostile.post("/v1/questions?wait=20", headers=auth(KEY_B), json=body).json()
         assert not other["cached"] and other["id"] != first["id"]
+
+
+def test_a_cache_hit_found_by_the_worker_says_cached_and_counts_once(start, own_redis, tmp_path, clips, fake_model):
+    env = service_env(tmp_path, own_redis.url, fake_model.url, api_keys=KEYS, worker_concurrency=1)
+    api = start("serve", env)
+    with httpx.Client(base_url=api.url, timeout=30) as client:
+        body = {"video_id": upload(client, KEY_C, clips[0]).json()["id"], "question": "Who scores?"}
+        calls = fake_model.calls
+        # Both queued before a worker runs; the first skips the cache, so the second is not joined to it.
+        first = client.post("/v1/questions", headers=auth(KEY_C), json={**body, "cache": False}).json()
+        second = client.post("/v1/questions", headers=auth(KEY_C), json=body).json()
+        assert second["id"] != first["id"] and second["status"] == "queued"
+        start("worker", env)  # one job at a time: the second starts once the first's answer is in the cache
+        deadline = time.monotonic() + 60
+        while (job := client.get(f"/v1/jobs/{second['id']}", headers=auth(KEY_C)).json())["status"] != "complete":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        assert job["cached"] and job["result"] is not None
+        assert fake_model.calls - calls == 2  # one run of two turns answered both
+        assert _cache_hits(client) == 1
 
 
 def _cache_hits(client) -> float:
