@@ -49,14 +49,16 @@ def moment_scan(frames: list[Frame], description: str) -> tuple[str, Frame | Non
     """The scan of a tool call's frames up to the first that shows the incident, and that frame (None: none does).
 
     The entry that sees the incident says what it shows (``description``, e.g. "a red circle on the left") right
-    after the frame's label: reading the marker is then a look at a fixed distance back, like reading the counts.
+    after the frame's label, in as many tokens as an entry that does not see it (18): reading the marker is then a
+    look at a fixed distance back, like reading the counts, and the drills (``training/visual_drills.py``), which
+    describe every frame, keep every entry at its frame's distance.
     """
     parts = []
     for frame in frames:
         if shows_moment(frame.image):
-            parts.append(f"{_entry(frame)} the incident is seen in this frame: {description}.")
+            parts.append(seen_entry(frame, description))
             return " ".join(parts), frame
-        parts.append(f"{_entry(frame)} the incident is not seen in this frame.")
+        parts.append(unseen_entry(frame))
     return " ".join(parts), None
 
 
@@ -67,6 +69,16 @@ def _option_text(item: QAItem) -> str:
         if letter.strip() == item.answer:
             return text.strip()
     return item.answer
+
+
+def seen_entry(frame: Frame, description: str) -> str:
+    """The scan entry of a frame that shows the incident: "frame 80 (40.0s): it shows a red circle on the left." """
+    return f"{_entry(frame)} it shows {description}."
+
+
+def unseen_entry(frame: Frame) -> str:
+    """The scan entry of a tool frame that does not show it: "frame 84 (42.0s): the incident is not seen in this frame." """
+    return f"{_entry(frame)} the incident is not seen in this frame."
 
 
 def _entry(frame: Frame) -> str:
@@ -103,7 +115,7 @@ class VisualOraclePolicy(OraclePolicy):
                          f"<answer>{self._guess(initial)}</answer>")
         scan, position = scan_thought(initial)
         if position is not None and shows_moment(initial[position].image):
-            return oracle_turn(f"{scan} The incident is seen in this frame: {description}. {conclusion}", answer)
+            return oracle_turn(f"{scan} It shows {description}. {conclusion}", answer)
         if position and not last_turn:
             start, end = initial[position - 1].index, initial[position].index
             call = json.dumps({"name": "choose_frames", "arguments": {"frame_range": [start, end]}})

@@ -4,7 +4,7 @@ Distilled trajectories carry the marker in two or three words each (whether a to
 what it shows), drowned in hundreds of tokens of scan; a model trained on them alone learned the scan, the counts and
 the tool call but read the marker at chance (benchmarks/results/visual-cpu/README.md). A drill is a tool response
 of 8 frames around (or away from) a training clip's incident, answered by the visual oracle's own scan entries for
-*every* frame — "frame 82 (41.0s): the incident is seen in this frame: a red circle on the left." — so each drill
+*every* frame — "frame 82 (41.0s): it shows a red circle on the left." — so each drill
 holds eight looks, about half of them at the marker, in the words and at the distances the protocol uses.
 
 Drills are protocol-valid conversations (system, user, assistant) written into a distilled dataset beside the
@@ -20,6 +20,7 @@ import numpy as np
 from sportlens.agent.backends.base import ChatMessage
 from sportlens.agent.protocol import tool_response_message
 from sportlens.benchmarks.sportsim_visual import MOMENT_FRAMES, VisualScene, clip_name
+from sportlens.benchmarks.visual_oracle import seen_entry, unseen_entry
 from sportlens.tools.frames import Frame
 from sportlens.training.distill import Conversation, write_frames
 
@@ -44,13 +45,8 @@ def drill_indices(scene: VisualScene, rng: np.random.Generator) -> list[int]:
 def drill_text(scene: VisualScene, frames: list[Frame]) -> str:
     """The assistant turn of a drill: the visual oracle's entry for every frame, then the marker as the answer."""
     start, end = scene.moment
-    entries = []
-    for frame in frames:
-        label = f"frame {frame.index} ({frame.seconds:.1f}s):"
-        if start <= frame.index <= end:
-            entries.append(f"{label} the incident is seen in this frame: {scene.describe()}.")
-        else:
-            entries.append(f"{label} the incident is not seen in this frame.")
+    entries = [seen_entry(frame, scene.describe()) if start <= frame.index <= end else unseen_entry(frame)
+               for frame in frames]
     seen = any(start <= frame.index <= end for frame in frames)
     return f"<think>{' '.join(entries)}</think>\n<answer>{scene.describe() if seen else 'not seen'}</answer>"
 

@@ -35,7 +35,7 @@ def kind(tokens: list[str], i: int) -> str:
         return "count"
     if token.isdigit() and tokens[i - 1] == "Ġ[":
         return "call_start"
-    if token in ("Ġnot", "Ġseen"):
+    if token in ("Ġthe", "Ġit") and tokens[i - 1] == "):":  # a tool frame's entry: "the incident is not seen" or "it shows"
         return "seen?"
     if token in COLOURS:
         return "colour"

@@ -120,7 +120,7 @@ def test_the_oracle_thought_scans_to_the_new_mark_and_calls_the_interval_around_
         second = trajectory.steps[1]
         description = item.explanation.removeprefix("It shows ").rstrip(".")
         right = next(o.split(") ", 1)[1] for o in item.options if o.startswith(item.answer + ")"))
-        assert f"the incident is seen in this frame: {description}. So the answer is {right}." in second.thought
+        assert f"it shows {description}. So the answer is {right}." in second.thought
         assert second.thought.endswith(f"So the answer is {right}.") and second.answer == item.answer
 
 
@@ -138,6 +138,7 @@ def test_each_scan_entry_is_as_many_tokens_as_a_labelled_frame_is_positions_in_t
         assert len(tokenizer.tokenize(" frame " + entry)) == 18, entry
     assert len(tokenizer.tokenize(f"\n{frames[5].label()}")) == 10
     assert len(tokenizer.tokenize(" frame 97 (48.5s): the incident is not seen in this frame.")) == 18
+    assert len(tokenizer.tokenize(" frame 97 (48.5s): it shows a purple triangle on the centre.")) == 18
 
 
 def test_synth_preset_visual_writes_the_set_and_an_unknown_preset_is_one_line_and_exit_2(tmp_path):
