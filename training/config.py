@@ -221,6 +221,21 @@ class DistillSettings:
 
 
 @dataclass
+class VisionSettings:
+    """Auxiliary training of the vision tower before SFT (``training/visual_pretrain.py``; SportSim visual only)."""
+
+    steps: int = _help("batches of rendered frames whose marks, marker, colour, shape and place the tower learns to "
+                       "read; 0: none", 0)
+    batch_size: int = _help("frames a batch", 32)
+    learning_rate: float = _help("AdamW learning rate of the tower and its read-out heads", 1.0e-3)
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ConfigError(f"{type(self).__name__}.steps must be 0 or more, got {self.steps}")
+        _positive(self, "batch_size")
+
+
+@dataclass
 class EvalSettings:
     """The evaluation of a full run: every model on the held-out questions, through the benchmark runner."""
 

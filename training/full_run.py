@@ -62,6 +62,7 @@ from sportlens.training.config import (
     GRPOStageConfig,
     SFTStageConfig,
     SynthSettings,
+    VisionSettings,
     config_from_dict,
     describe,
     read_mapping,
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
 
 PROFILES = ("cpu-smoke", "cpu", "gpu", "visual-cpu")
 CONFIGS = Path(__file__).with_name("configs")
-STAGES = ("synth", "base", "distill", "sft", "grpo-v1", "grpo-v2", "evaluate", "export")
+STAGES = ("synth", "base", "distill", "vision", "sft", "grpo-v1", "grpo-v2", "evaluate", "export")
 LABELS = {"base": "untrained demo model", "sft": "SFT", "grpo-v1": "SFT+GRPO (v1)", "grpo-v2": "SFT+GRPO (v2)"}
 TOP_KEYS = {
     "base_model": "a Qwen-VL-style checkpoint folder to start from (a pretrained VLM); null: the random-init demo model",
@@ -80,6 +81,7 @@ TOP_KEYS = {
     "parallel": "train GRPO v1 and v2 side by side and evaluate each model in its own process (many cores)",
     "synth": "SportSim data: " + ", ".join(f.name for f in fields(SynthSettings)),
     "distill": "the oracle teacher: " + ", ".join(f.name for f in fields(DistillSettings)),
+    "vision": "the vision tower's auxiliary training before SFT: " + ", ".join(f.name for f in fields(VisionSettings)),
     "sft": "`sportlens train sft` keys but model, data and output_dir, which the run sets",
     "grpo": "`sportlens train grpo` keys but model, data, output_dir and reward: one section for v1 and v2",
     "eval": "the evaluation: " + ", ".join(f.name for f in fields(EvalSettings)),
@@ -93,6 +95,7 @@ class FullRunConfig:
     out: Path
     synth: SynthSettings
     distill: DistillSettings
+    vision: VisionSettings
     sft: SFTStageConfig
     grpo_v1: GRPOStageConfig
     grpo_v2: GRPOStageConfig
@@ -155,12 +158,16 @@ def load_full_run(path: Path, out: Path, base_model: Path | None = None) -> Full
             check_base_model(base_model)
         except CheckpointError as error:
             raise ConfigError(f"base_model: {error}") from None
+    synth, vision = section("synth", SynthSettings), section("vision", VisionSettings)
+    if vision.steps and synth.preset != "visual":
+        raise ConfigError(f"{path}: vision.steps needs synth.preset visual (its targets are that preset's marks)")
     return FullRunConfig(
         out=out,
-        synth=section("synth", SynthSettings),
+        synth=synth,
         distill=section("distill", DistillSettings),
-        sft=section("sft", SFTStageConfig, model=str(out / "base"), data=str(out / "distilled"),
-                    output_dir=str(out / "sft")),
+        vision=vision,
+        sft=section("sft", SFTStageConfig, model=str(out / ("vision" if vision.steps else "base")),
+                    data=str(out / "distilled"), output_dir=str(out / "sft")),
         grpo_v1=section("grpo", GRPOStageConfig, **grpo, output_dir=str(out / "grpo-v1"), reward="v1"),
         grpo_v2=section("grpo", GRPOStageConfig, **grpo, output_dir=str(out / "grpo-v2"), reward="v2"),
         eval=section("eval", EvalSettings),
@@ -215,7 +222,9 @@ def run(config: FullRunConfig, publish: Path | None = None, stop_after: str | No
                                               "config": asdict(config)}, indent=2, default=str) + "\n")
     print(f"full run on {device} into {out}", flush=True)
     progress = Progress(out, publish)
-    for stage, step in (("synth", _synth), ("base", _base), ("distill", _distill), ("sft", _sft), ("grpo-v2", _grpo)):
+    steps = (("synth", _synth), ("base", _base), ("distill", _distill), ("vision", _vision), ("sft", _sft),
+             ("grpo-v2", _grpo))
+    for stage, step in steps:
         if stage not in progress.timings:
             step(config, progress)
         if stop_after == stage:
@@ -296,6 +305,19 @@ def _distill(config: FullRunConfig, progress: Progress) -> None:
     progress.done("distill", kept=summary["kept"], rejected=summary["rejected"], drills=drills,
                   teacher_tool_call_rate=round(looked / len(kept), 3),
                   items_per_s=round(len(dataset.items) / progress.elapsed("distill"), 2))
+
+
+def _vision(config: FullRunConfig, progress: Progress) -> None:
+    from sportlens.training.visual_pretrain import pretrain
+
+    v = config.vision
+    if not v.steps:
+        return
+    progress.start("vision", f"{v.steps} batches of {v.batch_size} rendered frames: the tower learns to read the "
+                   "marks and the marker through auxiliary heads")
+    summary = pretrain(config.checkpoint("base"), config.checkpoint("vision"), steps=v.steps, batch=v.batch_size,
+                       lr=v.learning_rate, seed=config.synth.seed)
+    progress.done("vision", **summary)
 
 
 def _write_stage_config(config: FullRunConfig, name: str, stage) -> None:
@@ -544,7 +566,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-model", type=Path, help="start from this Qwen-VL-style checkpoint (overrides base_model)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a run in --out: skip the stages timings.json records as done")
-    parser.add_argument("--stop-after", choices=STAGES[:4], help="end after this stage (resume later with --resume)")
+    parser.add_argument("--stop-after", choices=STAGES[:5], help="end after this stage (resume later with --resume)")
     return parser
 
 

@@ -169,7 +169,8 @@ VISUAL_SMOKE = """
 cpu_threads: 1
 synth: {preset: visual, clips: 10, seed: 2, workers: 1}
 distill: {answer_types: [choice], max_items: 4, drills_per_clip: 1}
-sft: {learning_rate: 1.0e-3, max_steps: 2, batch_size: 2, freeze_vision: false, save_steps: 1}
+vision: {steps: 2, batch_size: 4}
+sft: {learning_rate: 1.0e-3, max_steps: 2, batch_size: 2, freeze_vision: true, save_steps: 1}
 grpo: {num_generations: 2, batch_size: 2, max_steps: 1, max_items: 2, max_turns: 2, max_tokens_per_turn: 12}
 eval: {max_items: 2, max_turns: 2, max_tokens_per_turn: 16, chunk: 2, no_tool_for: [grpo-v1]}
 """
@@ -196,7 +197,10 @@ def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path,
     finally:
         torch.set_num_threads(threads)
     timings = json.loads((out / "timings.json").read_text())
-    assert list(timings) == ["synth", "base", "distill", "sft"] and timings["sft"]["steps"] == 2
+    assert list(timings) == ["synth", "base", "distill", "vision", "sft"] and timings["sft"]["steps"] == 2
+    stages = [stage.get("stage") for stage in json.loads((out / "sft" / "manifest.json").read_text())["stages"]
+              if isinstance(stage, dict)]
+    assert stages[-2:] == ["vision", "sft"]  # SFT trained the checkpoint the vision stage wrote
     assert (out / "sportsim" / "qa.jsonl").stat().st_mtime_ns == qa_written  # done stages are not redone
     from safetensors.torch import load_file
 
@@ -208,3 +212,13 @@ def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path,
     resumed = load_file(tmp_path / "again" / "model.safetensors")  # no step left to take: the checkpoint's weights
     name = "model.layers.0.self_attn.q_proj.weight"
     assert resumed[name].equal(saved[name])
+
+
+def test_a_vision_stage_needs_the_visual_preset(tmp_path):
+    from sportlens.training.config import ConfigError
+    from sportlens.training.full_run import load_full_run
+
+    config = tmp_path / "broadcast.yaml"
+    config.write_text("synth: {clips: 3}\nvision: {steps: 10}\n")
+    with pytest.raises(ConfigError, match="vision.steps needs synth.preset visual"):
+        load_full_run(config, tmp_path / "out")
