@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The evidence of issue 16 for a model trained by `python -m sportlens.training.full_run --profile visual-cpu`:
 #   benchmarks/results/visual-cpu/evaluate.sh RUN_DIR MODEL_DIR OUT_DIR [TEST_QUESTIONS] [VAL_QUESTIONS]
+# UNTRAINED=DIR names the untrained model (default RUN_DIR/base: a run started from random weights); LABEL the row's
+# name for MODEL_DIR (default "trained agent").
 # On the run's held-out SportSim visual clips (split by video), with the same protocol settings everywhere:
 #   test-agent:     the trained agent, every option scored after its answer
 #   val:            the same on the val split → `sportlens calibrate` (LAC, α = 0.1) → calibration.json
@@ -13,6 +15,7 @@
 # Two processes of one thread each: about 30 minutes on this 2-core machine for 400 + 200 questions.
 set -euo pipefail
 RUN=$1 MODEL=$2 OUT=$3 TESTS=${4:-400} VALS=${5:-200}
+UNTRAINED=${UNTRAINED:-$RUN/base} LABEL=${LABEL:-trained agent}
 QA=$RUN/sportsim/qa.jsonl
 BIN=$(dirname "$(readlink -f "$0")")/../../../.venv/bin
 export OMP_NUM_THREADS=1
@@ -24,7 +27,7 @@ bench --model "$MODEL" --split test --limit "$TESTS" --max-thought-chars 1200 --
   bench --model "$MODEL" --split val --limit "$VALS" --max-thought-chars 1200 --score-options --out "$OUT/val"
   bench --model "$MODEL" --split test --limit "$TESTS" --max-thought-chars 1200 --initial-frames 16 --max-turns 1 \
       --out "$OUT/test-uniform16"
-  bench --model "$RUN/base" --split test --limit "$TESTS" --max-turns 1 --out "$OUT/test-untrained"
+  bench --model "$UNTRAINED" --split test --limit "$TESTS" --max-turns 1 --out "$OUT/test-untrained"
 ) > "$OUT/baselines.log" 2>&1 &
 wait
 "$BIN/sportlens" calibrate "$OUT/val/agent.results.jsonl" --alpha 0.1 --method lac --by "" --model "$MODEL" \
@@ -50,7 +53,7 @@ PY
 "$BIN/python" -m sportlens.benchmarks.evidence --title "The shipped model on SportSim visual's test split" \
     --row "uniform16=same weights, 16 uniform frames, no tool=$OUT/test-uniform16" \
     --row "untrained=untrained (random weights)=$OUT/test-untrained" \
-    --row "agent=trained agent (SFT)=$OUT/test-agent" \
+    --row "agent=$LABEL=$OUT/test-agent" \
     --compare agent,untrained,uniform16 --out "$OUT"
 "$BIN/python" -m sportlens.benchmarks.conformal_eval "$OUT/val/agent.results.jsonl" \
     "$OUT/test-agent/agent.results.jsonl" --out "$OUT/conformal"
