@@ -63,6 +63,9 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("training/grpo.py", "sportlens.benchmarks.loaders"): _SIBLINGS,
     ("training/rewards.py", "sportlens.benchmarks.judge"): _SIBLINGS,
     ("training/rewards.py", "sportlens.benchmarks.scoring"): _SIBLINGS,
+    ("training/visual_drills.py", "sportlens.benchmarks.sportsim_visual"): _SIBLINGS,
+    ("training/visual_drills.py", "sportlens.benchmarks.visual_oracle"): _SIBLINGS,
+    ("training/visual_pretrain.py", "sportlens.benchmarks"): _SIBLINGS,
 }
 
 

@@ -161,12 +161,12 @@ def distill(
 
 def write_frames(chat: list[ChatMessage], out: Path, item_id: str) -> tuple[list[dict], list[str]]:
     folder = out / "frames" / _safe(item_id)
-    folder.mkdir(parents=True, exist_ok=True)
     messages, images = [], []
     for message in chat:
         content = []
         for part in message.parts:
             if isinstance(part, Frame):
+                folder.mkdir(parents=True, exist_ok=True)
                 relative = f"frames/{folder.name}/{part.index:06d}.jpg"
                 if not (out / relative).exists():
                     (out / relative).write_bytes(part.jpeg(90))

@@ -7,8 +7,12 @@ of 8 frames around (or away from) a training clip's incident, answered by the vi
 *every* frame — "frame 82 (41.0s): it shows a red circle on the left." — so each drill
 holds eight looks, about half of them at the marker, in the words and at the distances the protocol uses.
 
+Letter drills teach the last step alone: a question and its options, reshuffled, and the oracle's closing sentence
+("So the answer is a foul.") answered with the letter of that option. A model that had learned to read the marker
+still chose the letter at chance (14–24 % teacher-forced): the letter is one token in a trajectory of hundreds.
+
 Drills are protocol-valid conversations (system, user, assistant) written into a distilled dataset beside the
-oracle's trajectories; SFT trains on both. Everything is a function of (clip, seed).
+oracle's trajectories; SFT trains on both. Everything is a function of (clip or question, seed).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from sportlens.tools.frames import Frame
 from sportlens.training.distill import Conversation, write_frames
 
 DRILL_SYSTEM = "Say, frame by frame, whether the incident is seen in the frame and what it shows."
+LETTER_SYSTEM = "Answer with the letter of the option the thought names."
 FRAMES_PER_DRILL = 8
 
 
@@ -77,4 +82,35 @@ def write_drills(sportsim_dir: Path, out: Path, *, per_clip: int, seed: int = 0)
                                           provenance={"teacher": "visual-drill", "clip": scene.index, "seed": seed})
                     conversations.write(record.model_dump_json() + "\n")
                     written += 1
+    return written
+
+
+def write_letter_drills(qa: Path, out: Path, *, per_item: int, seed: int = 0) -> int:
+    """Append ``per_item`` letter drills for every closed training question of ``qa`` to ``out/conversations.jsonl``
+    (each with its options in a new order); returns how many were written."""
+    from sportlens.agent.protocol import question_message
+    from sportlens.agent.records import QAItem
+
+    items = [QAItem.model_validate_json(line) for line in Path(qa).read_text().splitlines() if line.strip()]
+    written = 0
+    with open(Path(out) / "conversations.jsonl", "a") as conversations:
+        for number, item in enumerate(i for i in items if i.split == "train" and i.options):
+            rng = np.random.default_rng([seed, number, 19])
+            texts = [option.split(") ", 1)[1] for option in item.options]
+            right = texts["ABCD".index(item.answer)]
+            for copy in range(per_item):
+                order = [texts[k] for k in rng.permutation(len(texts))]
+                options = [f"{'ABCD'[k]}) {text}" for k, text in enumerate(order)]
+                letter = "ABCD"[order.index(right)]
+                chat = [
+                    ChatMessage("system", [LETTER_SYSTEM]),
+                    question_message(item.question, options, []),
+                    ChatMessage("assistant", [f"<think>So the answer is {right}.</think>\n<answer>{letter}</answer>"]),
+                ]
+                drill_id = f"letter-{item.id}-{copy}"
+                messages, images = write_frames(chat, Path(out), drill_id)
+                record = Conversation(id=drill_id, messages=messages, images=images, answer=letter,
+                                      provenance={"teacher": "letter-drill", "item": item.id, "seed": seed})
+                conversations.write(record.model_dump_json() + "\n")
+                written += 1
     return written

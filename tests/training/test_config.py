@@ -105,7 +105,8 @@ def test_the_full_run_profiles_load_with_their_paths_inside_the_output(tmp_path)
         config = load_full_run(CONFIGS / f"full-run-{profile}.yaml", tmp_path / "run")
         assert (config.grpo_v1.reward, config.grpo_v2.reward) == ("v1", "v2")
         assert config.grpo_v1.model == config.grpo_v2.model == config.sft.output_dir == str(tmp_path / "run" / "sft")
-        assert config.sft.model == str(tmp_path / "run" / "base") and config.eval.split == "test"
+        trained_from = "vision" if config.vision.steps else "base"  # a vision stage's checkpoint goes on to SFT
+        assert config.sft.model == str(tmp_path / "run" / trained_from) and config.eval.split == "test"
 
 
 def test_a_time_limit_stops_training_after_the_step_that_crosses_it():
