@@ -22,18 +22,20 @@ Stages, each announced by a progress line when it starts and when it ends (its s
    blind — random weights — and cannot learn to read SportSim's frames in minutes; a pretrained VLM can. The
    checkpoint is checked (special tokens, image token, chat template) before anything runs.
 3. ``distill``: the SportSim oracle answers the closed training questions through the agent loop; judged
-   conversations in ``distilled/``.
-4. ``sft``, 5. ``grpo-v1``, 6. ``grpo-v2``: ``sportlens train sft|grpo`` on those, from ``base/`` and then from
+   conversations in ``distilled/`` (with ``drills_per_clip``, look drills beside them: ``visual_drills.py``).
+4. ``vision`` (SportSim visual, ``vision.steps`` > 0): the tower learns to read rendered frames through auxiliary
+   read-out heads (``visual_pretrain.py``), into ``vision/``, which SFT then starts from; skipped otherwise.
+5. ``sft``, 6. ``grpo-v1``, 7. ``grpo-v2``: ``sportlens train sft|grpo`` on those, from ``base/`` and then from
    ``sft/`` with DeepSport's gated tool reward v1 and v2; each writes a full checkpoint with its manifest, and its
    stage config under ``configs/`` (``sportlens train grpo configs/grpo-v1.json`` repeats the stage alone).
-7. ``evaluate``: the held-out test questions through ``benchmarks.runner.run_benchmark`` for every row — the
+8. ``evaluate``: the held-out test questions through ``benchmarks.runner.run_benchmark`` for every row — the
    untrained model, SFT, SFT+GRPO v1 and v2 as agents, and trained weights answering once from 16 uniform frames
    without the tool — a chunk of questions at a time, the rows in turn (or side by side, a process each, with
    ``parallel``); when ``eval.max_seconds`` runs out, the table compares the rows on the questions all of them
    answered. Results in ``eval/<row>/results.jsonl``; the evidence table (``benchmarks.evidence``:
    ``evidence.json``, ``evidence.md``, ``evidence.png``) is rewritten after every chunk, and copied to
    ``--publish`` with ``timings.json`` each time.
-8. ``export``: ``sportlens models export`` of both GRPO checkpoints to ``export/``, their evaluation in the
+9. ``export``: ``sportlens models export`` of both GRPO checkpoints to ``export/``, their evaluation in the
    manifest — last, because the manifest records the evaluation; the weights are those evaluated.
 
 ``timings.json`` holds every stage's seconds and figures: clips/s, items/s, samples/s and tokens/s for SFT and
