@@ -290,7 +290,7 @@ def _distill(config: FullRunConfig, progress: Progress) -> None:
     from sportlens.agent.loop import AgentSettings
     from sportlens.benchmarks.visual_oracle import oracle_for
     from sportlens.training.distill import distill
-    from sportlens.training.visual_drills import write_drills, write_letter_drills
+    from sportlens.training.visual_drills import write_drills
 
     d = config.distill
     dataset = _items(config.qa, "train", d.answer_types, d.max_items)
@@ -304,9 +304,7 @@ def _distill(config: FullRunConfig, progress: Progress) -> None:
             (Path(config.sft.data) / "conversations.jsonl").read_text().splitlines()]
     looked = sum(any(step["action"] == "choose_frames" for step in t["steps"]) for t in kept)
     drills = write_drills(config.qa.parent, Path(config.sft.data), per_clip=d.drills_per_clip) if d.drills_per_clip else 0
-    letters = (write_letter_drills(config.qa, Path(config.sft.data), per_item=d.letter_drills_per_item)
-               if d.letter_drills_per_item else 0)
-    progress.done("distill", kept=summary["kept"], rejected=summary["rejected"], drills=drills, letter_drills=letters,
+    progress.done("distill", kept=summary["kept"], rejected=summary["rejected"], drills=drills,
                   teacher_tool_call_rate=round(looked / len(kept), 3),
                   items_per_s=round(len(dataset.items) / progress.elapsed("distill"), 2))
 

@@ -69,7 +69,7 @@ class ConversationCollator:
                 batch[key] = torch.cat(
                     [torch.nn.functional.pad(e[key], (0, length - e[key].shape[1]), value=fill) for e in encoded]
                 )
-        for key in ("pixel_values", "image_grid_thw"):  # a text-only conversation (a letter drill) has none
+        for key in ("pixel_values", "image_grid_thw"):  # a text-only conversation has none
             if any(key in e for e in encoded):
                 batch[key] = torch.cat([e[key] for e in encoded if key in e])
         return batch

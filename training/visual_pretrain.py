@@ -12,7 +12,7 @@ checkpoint keeps its language model and gets the trained tower.
     python -m sportlens.training.visual_pretrain CHECKPOINT OUT [--steps N] [--probe]
 
 ``--probe`` trains the heads only (the tower frozen): how much of each target the tower's tokens already carry.
-It prints held-out accuracy per target (scenes of another seed) before and after.
+It prints the held-out accuracy per target (scenes of another seed) after training.
 """
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from sportlens.benchmarks import sportsim_visual as visual
 from sportlens.training.checkpoint import save_checkpoint
 
-TARGETS = {"marks": visual.MARK_SLOTS + 1, "seen": 2, "colour": len(visual.TEAM_RGB), "shape": 5,
-           "place": len(visual.PLACES)}
-SHAPES = ("circle", "triangle", *visual.FOUL_SHAPES)
+SHAPES = (*visual.SHAPE_OF_KIND.values(), *visual.FOUL_SHAPES)
 COLOURS = tuple(visual.TEAM_RGB)
+TARGETS = {"marks": visual.MARK_SLOTS + 1, "seen": 2, "colour": len(COLOURS), "shape": len(SHAPES),
+           "place": len(visual.PLACES)}
 
 
 def sample_frames(seed: int, count: int) -> tuple[list[Image.Image], dict[str, torch.Tensor]]:

@@ -1,4 +1,4 @@
-"""A batch may mix conversations with frames and text-only ones (letter drills): the collator pads and stacks both."""
+"""A batch may mix conversations with frames and text-only ones: the collator pads and stacks both."""
 import json
 
 from PIL import Image

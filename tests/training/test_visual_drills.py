@@ -6,7 +6,7 @@ from PIL import Image
 
 from sportlens.benchmarks import sportsim_visual as visual
 from sportlens.training.distill import load_conversations
-from sportlens.training.visual_drills import FRAMES_PER_DRILL, write_drills, write_letter_drills
+from sportlens.training.visual_drills import FRAMES_PER_DRILL, write_drills
 
 ENTRY = re.compile(r"frame (\d+) \(\d+\.\ds\): (?:the incident is (not seen) in this frame|it shows ([a-z ]+))\.")
 
@@ -34,22 +34,3 @@ def test_drills_are_valid_conversations_whose_every_entry_says_what_the_frame_sh
                 seen_entries += 1
     assert seen_entries >= len(records)  # around the incident about half the looks are at the marker
 
-
-def test_letter_drills_name_the_letter_of_the_option_the_thought_names_in_a_new_order(tmp_path):
-    qa = visual.generate(tmp_path / "set", n=3, seed=4, workers=1)
-    items = [json.loads(line) for line in qa.read_text().splitlines()]
-    train = [item for item in items if item["split"] == "train"]
-    out = tmp_path / "distilled"
-    out.mkdir()
-    assert write_letter_drills(qa, out, per_item=4, seed=0) == 4 * len(train)
-    conversations = load_conversations(out)
-    orders = set()
-    for messages, images in conversations:
-        assert images == []
-        question = messages[1]["content"][0]["text"]
-        text = messages[-1]["content"][0]["text"]
-        named = re.search(r"So the answer is (.+)\.</think>", text).group(1)
-        letter = re.search(r"<answer>([A-D])</answer>", text).group(1)
-        assert f"\n{letter}) {named}" in question + "\n"  # the letter in front of the named option's text
-        orders.add(question)
-    assert len(orders) > len(train)  # the options come in new orders
