@@ -1,9 +1,13 @@
 """The records the agent produces and the layers above store: pydantic models, JSON on the wire and on disk."""
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+import typing
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from sportlens.tools.video_info import VideoInfo
 
 PROTOCOL_VERSION = "v2"  # v1 -> v2: FrameThinker's range checks (agent/protocol.py says what changed)
 
@@ -24,19 +28,19 @@ class TokenLogprob(BaseModel):
     logprob: float
 
 
-class VideoSummary(BaseModel):
-    """What the trajectory records about the video it was asked about."""
+def _fields_of(info: type) -> dict[str, Any]:
+    """A dataclass's fields as pydantic field definitions: its types, no defaults, its ``description`` metadata."""
+    types = typing.get_type_hints(info)
+    return {f.name: (types[f.name], Field(description=f.metadata.get("description"))) for f in dataclasses.fields(info)}
 
-    model_config = ConfigDict(extra="forbid")
-    path: str
-    frames: int
-    fps: float
-    duration_s: float
-    width: int
-    height: int
-    codec: str
-    rotation: int
-    reader: str
+
+VideoSummary = create_model(
+    "VideoSummary",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="What the trajectory records about the video it was asked about: the tools' VideoInfo, field for field.",
+    __module__=__name__,
+    **_fields_of(VideoInfo),
+)
 
 
 class Step(BaseModel):

@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sportlens.agent.loop import AgentEvent
-from sportlens.agent.records import Result
+from sportlens.service.records_out import AgentEventOut, ResultOut, VideoInfoOut
 
 # Holds a character that is not white space. Spelled out, because engines disagree on \s (Python counts \x1c-\x1f,
 # JSON Schema's ECMA regex does not); the validators apply the same pattern, so that the message says "blank".
@@ -19,17 +18,6 @@ _NOT_BLANK = r"[^\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\
 NOT_BLANK = {"pattern": _NOT_BLANK}
 JobStatus = Literal["queued", "running", "retrying", "complete", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"complete", "failed", "cancelled"})
-
-
-class VideoInfoOut(BaseModel):
-    """What probing the upload found (the file's content decides, never its name or declared type)."""
-
-    frames: int
-    fps: float
-    duration_s: float
-    width: int
-    height: int
-    codec: str
 
 
 class VideoOut(BaseModel):
@@ -83,7 +71,8 @@ class Progress(BaseModel):
 
 
 class JobOut(BaseModel):
-    """A question's job: its state, progress and, once complete, the Result (trajectory, answer, prediction set)."""
+    """A question's job: its state, progress and, once complete, the Result (trajectory, answer, prediction set),
+    less what stays on the server: where it keeps the video, and the model's raw output."""
 
     id: str
     status: JobStatus
@@ -95,7 +84,7 @@ class JobOut(BaseModel):
     error: str | None = None
     created_at: datetime
     finished_at: datetime | None = None
-    result: Result | None = None
+    result: ResultOut | None = None
 
 
 class JobEvent(BaseModel):
@@ -110,7 +99,7 @@ class JobEvent(BaseModel):
     attempt: int | None = Field(None, description="the try the event belongs to (1 for the first)")
     error: str | None = Field(None, description="why the job failed or is retrying; on a retry's `running`, "
                                                 "why the earlier try ended")
-    agent: AgentEvent | None = None
+    agent: AgentEventOut | None = None
 
 
 class Problem(BaseModel):

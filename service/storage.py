@@ -33,7 +33,8 @@ from redis.asyncio import Redis
 from starlette.concurrency import run_in_threadpool
 
 from sportlens.service.jobs import PREFIX, VIDEOS_USED, JobStore, video_jobs_key
-from sportlens.service.schemas import VideoInfoOut, VideoOut
+from sportlens.service.records_out import VideoInfoOut
+from sportlens.service.schemas import VideoOut
 from sportlens.tools.video import NotAVideo, VideoError, probe
 
 
@@ -214,8 +215,7 @@ class VideoStore:
             record = VideoOut(
                 id=video_id,
                 size_bytes=part.size,
-                info=VideoInfoOut(frames=info.frames, fps=info.fps, duration_s=info.duration_s,
-                                  width=info.width, height=info.height, codec=info.codec),
+                info=VideoInfoOut.model_validate(info),
                 created_at=datetime.now(timezone.utc),
             )
             async with self._lock(video_id):

@@ -8,7 +8,11 @@ from .video_errors import VideoError
 
 
 class Reader(Protocol):
-    """One decoding library behind a Video. All calls come from the Video's worker thread."""
+    """One decoding library behind a Video. All calls come from the Video's worker thread.
+
+    Besides its ``name``, it reports the stream's ``video_info.STREAM_FIELDS``, typed as ``VideoInfo`` types them
+    (tests/tools/test_video.py checks that the two agree).
+    """
 
     name: str
     frames: int

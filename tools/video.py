@@ -19,7 +19,6 @@ import operator
 import os
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 from . import decoding_threads
@@ -28,6 +27,7 @@ from .file_checks import check_file
 from .frames import Frame, uniform_indices
 from .pyav_reader import PyAVReader
 from .reader import Reader, ReaderCannot
+from .video_info import STREAM_FIELDS, VideoInfo
 from .video_errors import (  # what a Video raises belongs to its API: callers import the errors from here
     CorruptVideo,
     DecodeTimeout,
@@ -47,25 +47,6 @@ log = logging.getLogger(__name__)
 READERS = ("auto", "pyav", "decord")
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a Video holds. ``width``/``height`` are as displayed (after rotation), before ``max_size``.
-
-    ``rotation`` is the counter-clockwise turn in degrees (0, 90, 180 or 270) that the display matrix
-    asks for and that returned frames already have applied. ``reader`` is "pyav" or "decord".
-    """
-
-    path: str
-    frames: int
-    fps: float
-    duration_s: float
-    width: int
-    height: int
-    codec: str
-    rotation: int
-    reader: str
 
 
 class Video:
@@ -278,17 +259,7 @@ class Video:
         return fit_size(self._reader.width, self._reader.height, self._max_size)
 
     def _describe(self, reader: Reader) -> VideoInfo:
-        return VideoInfo(
-            path=self._path,
-            frames=reader.frames,
-            fps=reader.fps,
-            duration_s=reader.duration_s,
-            width=reader.width,
-            height=reader.height,
-            codec=reader.codec,
-            rotation=reader.rotation,
-            reader=reader.name,
-        )
+        return VideoInfo(path=self._path, reader=reader.name, **{name: getattr(reader, name) for name in STREAM_FIELDS})
 
 
 def _close_all(readers: list[Reader]) -> None:

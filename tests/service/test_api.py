@@ -7,7 +7,7 @@ import json
 import pytest
 from service_support import leftover_files
 
-from sportlens.agent.records import Result
+from sportlens.service.records_out import ResultOut
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +71,27 @@ def test_question_with_wait_answers_with_the_result(service, video_id):
     assert reply.status_code == 200, reply.text
     job = reply.json()
     assert job["status"] == "complete" and job["attempts"] == 1 and not job["cached"]
-    result = Result.model_validate(job["result"])
+    result = ResultOut.model_validate(job["result"])
     trajectory = result.trajectory
     assert trajectory.answer == "A" and trajectory.model == "fake"
     assert [step.action for step in trajectory.steps] == ["choose_frames", "answer"]
     assert job["progress"] == {"turn": 2, "max_turns": 5, "frames_seen": trajectory.frames_used}
     assert reply.headers["location"] == f"/v1/jobs/{job['id']}"
     assert service.get(f"/v1/jobs/{job['id']}").json() == job
+
+
+def test_a_job_shows_neither_the_storage_path_nor_the_raw_model_output(service, video_id):
+    job = ask(service, video_id, cache=False, question="Where is it kept?").json()
+    events = sse(service, f"/v1/jobs/{job['id']}/events")
+    for shown in (service.get(f"/v1/jobs/{job['id']}").text, json.dumps(job), json.dumps(events)):
+        assert str(service.data_dir) not in shown and f"videos/{video_id[:2]}/{video_id}" not in shown
+        assert "raw_output" not in shown and "<tool_call>" not in shown  # the tool turn's text is in no other field
+    assert job["result"]["trajectory"]["video"] == {"frames": 90, "fps": 30.0, "duration_s": 3.0, "width": 320,
+                                                    "height": 180, "codec": "h264", "rotation": 0, "reader": "pyav"}
+    steps = job["result"]["trajectory"]["steps"]
+    assert [step["action"] for step in steps] == ["choose_frames", "answer"] and steps[-1]["answer"] == "A"
+    without_nulls = [{name: value for name, value in step.items() if value is not None} for step in steps]
+    assert [data["agent"]["step"] for kind, data in events if kind == "step"] == without_nulls  # events omit nulls
 
 
 def test_question_without_wait_is_accepted_then_completes(service, video_id):

@@ -1,9 +1,11 @@
 """tools.video: what a Video promises, checked on clips whose every frame shows its own index."""
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
+import typing
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -16,7 +18,7 @@ from sportlens.tools import decoding_threads, pyav_reader
 from sportlens.tools import video as video_module
 from sportlens.tools.file_checks import check_resolution
 from sportlens.tools.frames import Frame, uniform_indices
-from sportlens.tools.reader import ReaderCannot
+from sportlens.tools.reader import Reader, ReaderCannot
 from sportlens.tools.testclips import read_index, write_audio_only, write_index_clip, write_truncated
 from sportlens.tools.video import (
     CorruptVideo,
@@ -29,6 +31,7 @@ from sportlens.tools.video import (
     VideoNotFound,
     probe,
 )
+from sportlens.tools.video_info import STREAM_FIELDS
 
 Clip = Callable[[str], Path]
 FRAMES = 150  # the length of the codec clips in conftest.CLIPS: 5 s at 30 fps
@@ -321,6 +324,13 @@ def test_decord_reader_reports_the_same_info(clip: Clip) -> None:
     path = clip("h264_gop12.mp4")
     with Video(path, reader="decord") as video:
         assert video.info == VideoInfo(str(path), FRAMES, 30.0, pytest.approx(5.0), 320, 180, "h264", 0, "decord")
+
+
+def test_a_reader_declares_the_stream_fields_of_video_info_typed_alike() -> None:
+    """VideoInfo is the one definition of the video metadata; a Video fills it from its reader by field name."""
+    assert STREAM_FIELDS == tuple(f.name for f in dataclasses.fields(VideoInfo) if f.name not in ("path", "reader"))
+    declared, defined = typing.get_type_hints(Reader), typing.get_type_hints(VideoInfo)
+    assert declared == {"name": str, **{field: defined[field] for field in STREAM_FIELDS}}
 
 
 def test_probe_returns_the_info_of_the_file(clip: Clip) -> None:
