@@ -22,7 +22,7 @@ from sportlens.training.conversations import encode_for_training
 from sportlens.training.distill import load_conversations
 from sportlens.training.visual_drills import DRILL_SYSTEM
 
-COLOURS = {"Ġred", "Ġblue", "Ġyellow", "Ġblack", "Ġpurple", "Ġwhite"}
+COLOURS = {"Ġred", "Ġblue", "Ġyellow", "Ġblack"}
 SHAPES = {"Ġsquare", "Ġdiamond", "Ġplus", "Ġcircle", "Ġtriangle"}
 PLACES = {"Ġleft", "Ġcentre", "Ġright"}
 
