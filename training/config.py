@@ -51,6 +51,8 @@ class SFTStageConfig:
     lora_alpha: int = _help("LoRA scaling numerator", 32)
     lora_dropout: float = _help("dropout on the LoRA path", 0.05)
     freeze_vision: bool = _help("keep the vision tower fixed (full fine-tune only)", True)
+    answer_weight: float = _help("loss weight of the final turn's closing sentence and answer, the few tokens that "
+                                 "carry the answer after a long scan (1: every assistant token alike)", 1.0)
     dtype: str = _help('"auto" (bf16 on GPU, fp32 on CPU), "float32" or "bfloat16"', "auto")
     loader_workers: int = _help("processes decoding and preprocessing frames beside training (GPU runs wait on "
                                 "the CPU without them)", 0)
@@ -60,7 +62,8 @@ class SFTStageConfig:
     def __post_init__(self) -> None:
         if self.loader_workers < 0:
             raise ConfigError("loader_workers must be ≥ 0")
-        _positive(self, "learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "logging_steps")
+        _positive(self, "learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "logging_steps",
+                  "answer_weight")
         _common(self)
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("warmup_ratio must be in [0, 1)")

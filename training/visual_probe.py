@@ -29,6 +29,8 @@ PLACES = {"Ġleft", "Ġcentre", "Ġright"}
 
 def kind(tokens: list[str], i: int) -> str:
     token, before = tokens[i], tokens[i - 2] if i >= 2 else ""
+    if tokens[i - 1] == "Ġis" and before == "Ġanswer":  # "So the answer is <option>.": the option the question asks for
+        return "conclusion"
     if token.isdigit() and tokens[i - 1] == "Ġ" and before in ("frame", "Ġframe"):
         return "label"
     if token.isdigit() and tokens[i - 1] == "Ġ" and before in ("Ġis", "Ġare"):

@@ -16,4 +16,4 @@ def test_each_answer_bearing_token_is_sorted_into_its_skill():
     assert kinds["label"] == ["13", "40", "44"] and kinds["count"] == ["2"] and kinds["call_start"] == ["13"]
     assert kinds["colour"] == ["Ġred", "Ġblue"] and kinds["shape"] == ["Ġsquare"] and kinds["seen?"] == ["Ġthe", "Ġit"]
     assert kinds["place"] == ["Ġleft"]  # "stands on the right" is a side answer, not the marker's place
-    assert kinds["letter"] == [">B"]
+    assert kinds["letter"] == [">B"] and kinds["conclusion"] == ["Ġa"]  # "So the answer is a foul."
