@@ -5,9 +5,15 @@ shown: it counts the marks in the bar of each initial frame, in order, until one
 shows the incident it answers, else it calls ``choose_frames`` on the two initial frames around the new mark, and
 answers from the frame of the returned ones that shows the incident. Its thoughts say exactly that, frame by
 frame, so that a model distilled from it learns a scan whose every step is one short look or one short copy:
-``frame 13 (6.5s): there is 1 mark in this frame. frame 40 (20.0s): there is 1 mark in this frame. frame 67
-(33.5s): there are 2 marks in this frame. The new mark appeared between frame 40 and frame 67.``; after the call it scans the new
-frames the same way until one shows the incident, and says what it shows.
+``frame 13 (6.5s): there is 1 mark; asked what. frame 40 (20.0s): there is 1 mark; asked what. frame 67 (33.5s): there
+are 2 marks; asked what. The new mark appeared between frame 40 and frame 67.``; after the call it scans the new
+frames the same way until one shows the incident (``frame 60 (30.0s): shows red circle, left; asked what.``), and
+concludes (``So the answer is a score.``).
+
+Every entry ends with what the question asks (``ASKED``: what, team, where, penalty). The closing sentence needs it,
+and the question stands hundreds of tokens back, at a distance that varies with the scans' lengths: the model, 3.9M
+parameters from random weights, did not learn that look in 1,300 steps (it named the last thing it saw, whatever was
+asked). Carried from entry to entry, it is a copy at one fixed distance at every step, the kind of step it learns.
 Questions about the whole clip (which side a team defends) are answered at once. It answers only when it has seen
 what the answer needs, and otherwise makes the same truth-blind guess as ``OraclePolicy``: with
 ``AgentSettings(max_turns=1)`` it is the honest "answer from the k uniform frames" baseline.
@@ -15,6 +21,7 @@ what the answer needs, and otherwise makes the same truth-blind guess as ``Oracl
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,9 +32,13 @@ from sportlens.benchmarks.sportsim_visual import GENERATOR_VERSION, count_marks,
 from sportlens.tools.frames import Frame
 
 MODEL_ID = "sportsim-visual-oracle"
+# What each question kind asks, one token in the shipped model's tokenizer; look drills (no question) say "look".
+ASKED = {"what": "what", "who": "team", "where": "where", "penalty": "penalty"}
+DRILL_ASKED = "look"
+_MARKER = re.compile(r"a (\w+) (\w+) on the (\w+)")  # a description: "a red circle on the left"
 
 
-def scan_thought(frames: list[Frame]) -> tuple[str, int | None]:
+def scan_thought(frames: list[Frame], asked: str) -> tuple[str, int | None]:
     """The scan of initial frames up to the first with a new mark, and that frame's position (None: no new mark).
 
     Every entry but the last is exactly as many tokens long (18, in the shipped model's tokenizer) as a labelled
@@ -39,13 +50,13 @@ def scan_thought(frames: list[Frame]) -> tuple[str, int | None]:
     parts = []
     for position, frame in enumerate(frames):
         marks = count_marks(frame.image)
-        parts.append(f"{_entry(frame)} there {'is 1 mark' if marks == 1 else f'are {marks} marks'} in this frame.")
+        parts.append(f"{_entry(frame)} there {'is 1 mark' if marks == 1 else f'are {marks} marks'}; asked {asked}.")
         if marks > first:
             return " ".join(parts), position
     return " ".join(parts), None
 
 
-def moment_scan(frames: list[Frame], description: str) -> tuple[str, Frame | None]:
+def moment_scan(frames: list[Frame], description: str, asked: str) -> tuple[str, Frame | None]:
     """The scan of a tool call's frames up to the first that shows the incident, and that frame (None: none does).
 
     The entry that sees the incident says what it shows (``description``, e.g. "a red circle on the left") right
@@ -56,9 +67,9 @@ def moment_scan(frames: list[Frame], description: str) -> tuple[str, Frame | Non
     parts = []
     for frame in frames:
         if shows_moment(frame.image):
-            parts.append(seen_entry(frame, description))
+            parts.append(seen_entry(frame, description, asked))
             return " ".join(parts), frame
-        parts.append(unseen_entry(frame))
+        parts.append(unseen_entry(frame, asked))
     return " ".join(parts), None
 
 
@@ -71,14 +82,17 @@ def _option_text(item: QAItem) -> str:
     return item.answer
 
 
-def seen_entry(frame: Frame, description: str) -> str:
-    """The scan entry of a frame that shows the incident: "frame 80 (40.0s): it shows a red circle on the left." """
-    return f"{_entry(frame)} it shows {description}."
+def seen_entry(frame: Frame, description: str, asked: str) -> str:
+    """The scan entry of a frame that shows the incident ``description`` ("a red circle on the left"):
+    "frame 80 (40.0s): shows red circle, left; asked team." """
+    colour, shape, place = _MARKER.fullmatch(description).groups()
+    return f"{_entry(frame)} shows {colour} {shape}, {place}; asked {asked}."
 
 
-def unseen_entry(frame: Frame) -> str:
-    """The scan entry of a tool frame that does not show it: "frame 84 (42.0s): the incident is not seen in this frame." """
-    return f"{_entry(frame)} the incident is not seen in this frame."
+def unseen_entry(frame: Frame, asked: str) -> str:
+    """The scan entry of a tool frame that does not show it: "frame 84 (42.0s): the incident is not seen; asked team." """
+    return f"{_entry(frame)} the incident is not seen; asked {asked}."
+
 
 
 def _entry(frame: Frame) -> str:
@@ -107,13 +121,14 @@ class VisualOraclePolicy(OraclePolicy):
         if self.item.task == "side":
             return oracle_turn(f"{self.item.explanation or ''} {conclusion}", answer)
         description = (self.item.explanation or "").removeprefix("It shows ").rstrip(".")
+        asked = ASKED[self.item.task]
         if later:  # the frames of the tool call
-            scan, seen = moment_scan(later, description)
+            scan, seen = moment_scan(later, description, asked)
             if seen is not None:
                 return oracle_turn(f"{scan} {conclusion}", answer)
             return oracle_turn(f"{scan} I have not seen the moment, so I can only guess.",
                          f"<answer>{self._guess(initial)}</answer>")
-        scan, position = scan_thought(initial)
+        scan, position = scan_thought(initial, asked)
         if position is not None and shows_moment(initial[position].image):
             return oracle_turn(f"{scan} It shows {description}. {conclusion}", answer)
         if position and not last_turn:

@@ -6,7 +6,7 @@ compounds its errors.
 
 CHECKPOINT: a model folder (a trainer checkpoint works: the processor is read from RUN_DIR/base); N conversations of
 RUN_DIR/distilled drawn with seed 1 (default 12). Kinds: frame labels in scan entries, mark counts, the tool call's
-first number, "seen / not seen" in a scan of tool frames, the colour, shape and place words of the description, the
+first number, "seen / not seen" in a scan of tool frames, what the question asks (carried in each entry), the colour, shape and place words of the description, the
 answer letter, and everything else; look drills (training/visual_drills.py) are counted apart, their kinds prefixed
 "drill ".
 """
@@ -37,13 +37,15 @@ def kind(tokens: list[str], i: int) -> str:
         return "count"
     if token.isdigit() and tokens[i - 1] == "Ġ[":
         return "call_start"
-    if token in ("Ġthe", "Ġit") and tokens[i - 1] == "):":  # a tool frame's entry: "the incident is not seen" or "it shows"
+    if token in ("Ġthe", "Ġshows") and tokens[i - 1] == "):":  # a tool frame's entry: "the incident is not seen" or "shows"
         return "seen?"
+    if tokens[i - 1] == "Ġasked":  # what the question asks, carried in every entry
+        return "asked"
     if token in COLOURS:
         return "colour"
     if token in SHAPES:
         return "shape"
-    if token in PLACES and before == "Ġon" and tokens[i - 3] != "Ġstands":  # a side answer is not the marker's place
+    if token in PLACES and tokens[i - 1] == ",":  # "shows red circle, left" (a side answer is not the marker's place)
         return "place"
     if len(token) == 2 and token[0] == ">" and token[1] in "ABCD":  # `<answer` `>B`
         return "letter"

@@ -1,5 +1,6 @@
 """SportSim visual: clips whose answers are large marks a model trained from scratch can read, sparse in time."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -7,7 +8,9 @@ import pytest
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import QAItem
 from sportlens.benchmarks import sportsim_visual as visual
-from sportlens.benchmarks.visual_oracle import VisualOraclePolicy, scan_thought
+from sportlens.benchmarks.visual_oracle import (
+    ASKED, DRILL_ASKED, VisualOraclePolicy, scan_thought, seen_entry, unseen_entry,
+)
 from sportlens.tools.frames import Frame, uniform_indices
 from sportlens.tools.video import Video
 from cli_runner import run_sportlens
@@ -120,7 +123,7 @@ def test_the_oracle_thought_scans_to_the_new_mark_and_calls_the_interval_around_
     with Video(visual_set.parent / item.video) as clip:
         trajectory = answer_question(clip, item.question, VisualOraclePolicy(item), options=item.options)
         initial = clip.frames_at([f.index for f in trajectory.initial_frames])
-    scan, position = scan_thought(initial)
+    scan, position = scan_thought(initial, "what")
     first = trajectory.steps[0]
     assert first.thought.startswith(scan)
     assert scan.count("frame ") == position + 1 and f"frame {initial[0].index} (" in scan
@@ -128,9 +131,12 @@ def test_the_oracle_thought_scans_to_the_new_mark_and_calls_the_interval_around_
         assert first.frame_range == (initial[position - 1].index, initial[position].index)
         assert f"between frame {first.frame_range[0]} and frame {first.frame_range[1]}" in first.thought
         second = trajectory.steps[1]
-        description = item.explanation.removeprefix("It shows ").rstrip(".")
+        colour, shape, _, _, place = item.explanation.removeprefix("It shows a ").rstrip(".").split()
         right = next(o.split(") ", 1)[1] for o in item.options if o.startswith(item.answer + ")"))
-        assert f"it shows {description}. So the answer is {right}." in second.thought
+        assert f"shows {colour} {shape}, {place}; asked what. So the answer is {right}." in second.thought
+        # every entry of both scans carries what the question asks
+        entries = [e for thought in (scan, second.thought) for e in re.findall(r"frame \d+ \([^)]*\): [^.]*", thought)]
+        assert len(entries) > position + 1 and all(entry.endswith("; asked what") for entry in entries)
         assert second.thought.endswith(f"So the answer is {right}.") and second.answer == item.answer
 
 
@@ -141,14 +147,16 @@ def test_each_scan_entry_is_as_many_tokens_as_a_labelled_frame_is_positions_in_t
     tokenizer = _train_tokenizer(number_tokens=True)
     scene = SCENES[3]
     frames = [Frame(index, index / 2, visual.render(scene, index)) for index in uniform_indices(0, scene.frames - 1, 8)]
-    scan, position = scan_thought(frames)
+    scan, position = scan_thought(frames, "penalty")
     entries = scan.split(" frame ")
     assert len(entries) == position + 1
     for entry in entries[1:-1]:
         assert len(tokenizer.tokenize(" frame " + entry)) == 18, entry
     assert len(tokenizer.tokenize(f"\n{frames[5].label()}")) == 10
-    assert len(tokenizer.tokenize(" frame 97 (48.5s): the incident is not seen in this frame.")) == 18
-    assert len(tokenizer.tokenize(" frame 97 (48.5s): it shows a purple triangle on the centre.")) == 18
+    for asked in (*ASKED.values(), DRILL_ASKED):
+        frame = Frame(97, 48.5, frames[0].image)
+        assert len(tokenizer.tokenize(" " + unseen_entry(frame, asked))) == 18
+        assert len(tokenizer.tokenize(" " + seen_entry(frame, "a black triangle on the centre", asked))) == 18
 
 
 def test_synth_preset_visual_writes_the_set_and_an_unknown_preset_is_one_line_and_exit_2(tmp_path):

@@ -11,7 +11,7 @@ from sportlens.training.demo_model import VISUAL_SHAPE, build_demo_model
 from sportlens.training.sft import ConversationCollator, weighted_loss
 
 CALL = '<think>frame 40: 1 mark.</think>\n<tool_call>{"name": "choose_frames", "arguments": {"frame_range": [1, 20]}}</tool_call>'
-ANSWER = "<think>frame 10: it shows a red circle on the left. So the answer is a score.</think>\n<answer>A</answer>"
+ANSWER = "<think>frame 10: shows red circle, left; asked what. So the answer is a score.</think>\n<answer>A</answer>"
 
 
 @pytest.fixture(scope="module")
