@@ -10,7 +10,8 @@ are 2 marks; asked what. The new mark appeared between frame 40 and frame 67.``;
 frames the same way until one shows the incident (``frame 60 (30.0s): shows red circle, left; asked what.``), and
 concludes (``So the answer is a score.``).
 
-Every entry ends with what the question asks (``ASKED``: what, team, where, penalty). The closing sentence needs it,
+Every entry ends with what the question asks (``asked``: what, team, where, or for a penalty the sport whose rule
+applies). The closing sentence needs it,
 and the question stands hundreds of tokens back, at a distance that varies with the scans' lengths: the model, 3.9M
 parameters from random weights, did not learn that look in 1,300 steps (it named the last thing it saw, whatever was
 asked). Carried from entry to entry, it is a copy at one fixed distance at every step, the kind of step it learns.
@@ -32,9 +33,15 @@ from sportlens.benchmarks.sportsim_visual import GENERATOR_VERSION, count_marks,
 from sportlens.tools.frames import Frame
 
 MODEL_ID = "sportsim-visual-oracle"
-# What each question kind asks, one token in the shipped model's tokenizer; look drills (no question) say "look".
-ASKED = {"what": "what", "who": "team", "where": "where", "penalty": "penalty"}
+# What each question kind asks, one token in the shipped model's tokenizer; a penalty question asks for its sport's
+# rule, so it carries the sport's name; look drills (no question) say "look".
+ASKED = {"what": "what", "who": "team", "where": "where"}
 DRILL_ASKED = "look"
+
+
+def asked(item: QAItem) -> str:
+    """The word every scan entry carries for ``item``: "what", "team", "where", or the sport of a penalty question."""
+    return item.sport if item.task == "penalty" else ASKED[item.task]
 _MARKER = re.compile(r"a (\w+) (\w+) on the (\w+)")  # a description: "a red circle on the left"
 
 
@@ -82,6 +89,11 @@ def _option_text(item: QAItem) -> str:
     return item.answer
 
 
+def closing_sentence(item: QAItem) -> str:
+    """The thought's last sentence, naming the right option's text: "So the answer is a foul." """
+    return f"So the answer is {_option_text(item)}."
+
+
 def seen_entry(frame: Frame, description: str, asked: str) -> str:
     """The scan entry of a frame that shows the incident ``description`` ("a red circle on the left"):
     "frame 80 (40.0s): shows red circle, left; asked team." """
@@ -117,18 +129,18 @@ class VisualOraclePolicy(OraclePolicy):
         answer = f"<answer>{self.item.answer}</answer>"
         # The thought names the right option's text before the letter: choosing the letter is then a copy of the
         # letter in front of that text in the question, not a lookup the model must learn per question kind.
-        conclusion = f"So the answer is {_option_text(self.item)}."
+        conclusion = closing_sentence(self.item)
         if self.item.task == "side":
             return oracle_turn(f"{self.item.explanation or ''} {conclusion}", answer)
         description = (self.item.explanation or "").removeprefix("It shows ").rstrip(".")
-        asked = ASKED[self.item.task]
+        carried = asked(self.item)
         if later:  # the frames of the tool call
-            scan, seen = moment_scan(later, description, asked)
+            scan, seen = moment_scan(later, description, carried)
             if seen is not None:
                 return oracle_turn(f"{scan} {conclusion}", answer)
             return oracle_turn(f"{scan} I have not seen the moment, so I can only guess.",
                          f"<answer>{self._guess(initial)}</answer>")
-        scan, position = scan_thought(initial, asked)
+        scan, position = scan_thought(initial, carried)
         if position is not None and shows_moment(initial[position].image):
             return oracle_turn(f"{scan} It shows {description}. {conclusion}", answer)
         if position and not last_turn:

@@ -51,8 +51,6 @@ class SFTStageConfig:
     lora_alpha: int = _help("LoRA scaling numerator", 32)
     lora_dropout: float = _help("dropout on the LoRA path", 0.05)
     freeze_vision: bool = _help("keep the vision tower fixed (full fine-tune only)", True)
-    answer_weight: float = _help("loss weight of the final turn's closing sentence and answer, the few tokens that "
-                                 "carry the answer after a long scan (1: every assistant token alike)", 1.0)
     dtype: str = _help('"auto" (bf16 on GPU, fp32 on CPU), "float32" or "bfloat16"', "auto")
     loader_workers: int = _help("processes decoding and preprocessing frames beside training (GPU runs wait on "
                                 "the CPU without them)", 0)
@@ -62,8 +60,7 @@ class SFTStageConfig:
     def __post_init__(self) -> None:
         if self.loader_workers < 0:
             raise ConfigError("loader_workers must be ≥ 0")
-        _positive(self, "learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "logging_steps",
-                  "answer_weight")
+        _positive(self, "learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "logging_steps")
         _common(self)
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("warmup_ratio must be in [0, 1)")
@@ -215,11 +212,14 @@ class DistillSettings:
     max_items: int | None = _help("distill at most this many questions of the train split; null: all", None)
     max_turns: int = _help("the teacher's turn budget", 5)
     drills_per_clip: int = _help("look drills per training clip of a SportSim visual set (training/visual_drills.py)", 0)
+    conclusion_drills_per_question: int = _help("conclusion drills per incident question of those clips (the entry "
+                                                "that sees the incident, the closing sentence, the letter)", 0)
 
     def __post_init__(self) -> None:
         _positive(self, "max_turns")
-        if self.drills_per_clip < 0:
-            raise ConfigError(f"{type(self).__name__}.drills_per_clip must be 0 or more, got {self.drills_per_clip}")
+        for name in ("drills_per_clip", "conclusion_drills_per_question"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{type(self).__name__}.{name} must be 0 or more, got {getattr(self, name)}")
         _item_filter(self)
 
 

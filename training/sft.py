@@ -50,39 +50,12 @@ def time_limit(seconds: float | None) -> list[TrainerCallback]:
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
-def answer_weights(input_ids: torch.Tensor, labels: torch.Tensor, tokenizer, weight: float) -> torch.Tensor:
-    """Per-token loss weights of one rendered conversation: ``weight`` from the final turn's closing sentence (the last
-    sentence of its thought, e.g. "So the answer is a foul.") to its end, when that turn answers; 1 elsewhere.
-
-    After a scan of 16 frames those dozen tokens are under 4 % of the assistant's; weighting them is how the model
-    learns to tie the answer to the question, not only to the last thing it saw.
-    """
-    weights = torch.ones(input_ids.shape, dtype=torch.float32)
-    trained = (labels != IGNORE_INDEX).nonzero().flatten()
-    if not len(trained):
-        return weights
-    end = begin = int(trained[-1])  # the final assistant turn: the last run of trained tokens
-    while begin > 0 and labels[begin - 1] != IGNORE_INDEX:
-        begin -= 1
-    tokens = tokenizer.convert_ids_to_tokens(input_ids[begin : end + 1].tolist())
-    closes = [i for i in range(1, len(tokens)) if tokens[i - 1] == "</" and tokens[i] == "think"]
-    if not closes or "<answer" not in tokens[closes[-1]:]:
-        return weights  # a turn that calls the tool, or a drill: no answer to weigh
-    start = closes[-1] - 2  # the "." that ends the closing sentence
-    while start > 0 and tokens[start - 1] != ".":
-        start -= 1
-    weights[begin + start : end + 1] = weight
-    return weights
-
-
 class ConversationCollator:
-    """Renders a batch of conversations to padded ids, labels (assistant tokens only), pixel values and grids; with an
-    ``answer_weight`` other than 1, per-token ``loss_weights`` too (:func:`answer_weights`)."""
+    """Renders a batch of conversations to padded ids, labels (assistant tokens only), pixel values and grids."""
 
-    def __init__(self, processor, answer_weight: float = 1.0) -> None:
+    def __init__(self, processor) -> None:
         self.processor = processor
         self.pad_id = processor.tokenizer.pad_token_id
-        self.answer_weight = answer_weight
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         encoded = [
@@ -99,23 +72,7 @@ class ConversationCollator:
         for key in ("pixel_values", "image_grid_thw"):  # a text-only conversation has none
             if any(key in e for e in encoded):
                 batch[key] = torch.cat([e[key] for e in encoded if key in e])
-        if self.answer_weight != 1.0:
-            batch["loss_weights"] = torch.ones(batch["input_ids"].shape)
-            for row, e in enumerate(encoded):
-                width = e["input_ids"].shape[1]
-                batch["loss_weights"][row, :width] = answer_weights(
-                    e["input_ids"][0], e["labels"][0], self.processor.tokenizer, self.answer_weight)
         return batch
-
-
-def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy with per-token weights, over the count of trained tokens (so weights above 1 give
-    their tokens a larger share of the loss, not a rescaled one)."""
-    target, weight = labels[:, 1:], weights[:, 1:]
-    losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), target,
-                                               ignore_index=IGNORE_INDEX, reduction="none")
-    trained = target != IGNORE_INDEX
-    return (losses * weight * trained).sum() / trained.sum().clamp(min=1)
 
 
 def load_model(model_dir: str, dtype_name: str, *, lora: bool, lora_r: int, lora_alpha: int, lora_dropout: float,
@@ -200,21 +157,8 @@ def train_sft(config: SFTStageConfig) -> dict:
         gradient_checkpointing=False,  # TRL turns it on; these models are small, and it costs a third more compute
         length_column_name="length",
     )
-    class WeightedSFTTrainer(SFTTrainer):
-        """TRL's trainer, with the loss of :func:`weighted_loss` when the batch carries ``loss_weights``."""
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            weights = inputs.pop("loss_weights", None)
-            if weights is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            loss = weighted_loss(outputs.logits, labels, weights)
-            return (loss, outputs) if return_outputs else loss
-
-    trainer = WeightedSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                                 data_collator=ConversationCollator(processor, config.answer_weight),
-                                 callbacks=time_limit(config.max_seconds))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
+                         data_collator=ConversationCollator(processor), callbacks=time_limit(config.max_seconds))
     started = time.perf_counter()
     resumed_from = int(resume.name[11:]) if resume else 0
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # optimizer, schedule, data order

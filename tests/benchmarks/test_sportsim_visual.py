@@ -153,7 +153,7 @@ def test_each_scan_entry_is_as_many_tokens_as_a_labelled_frame_is_positions_in_t
     for entry in entries[1:-1]:
         assert len(tokenizer.tokenize(" frame " + entry)) == 18, entry
     assert len(tokenizer.tokenize(f"\n{frames[5].label()}")) == 10
-    for asked in (*ASKED.values(), DRILL_ASKED):
+    for asked in (*ASKED.values(), *visual.SPORTS, DRILL_ASKED):
         frame = Frame(97, 48.5, frames[0].image)
         assert len(tokenizer.tokenize(" " + unseen_entry(frame, asked))) == 18
         assert len(tokenizer.tokenize(" " + seen_entry(frame, "a black triangle on the centre", asked))) == 18
