@@ -89,11 +89,6 @@ def _option_text(item: QAItem) -> str:
     return item.answer
 
 
-def closing_sentence(item: QAItem) -> str:
-    """The thought's last sentence, naming the right option's text: "So the answer is a foul." """
-    return f"So the answer is {_option_text(item)}."
-
-
 def seen_entry(frame: Frame, description: str, asked: str) -> str:
     """The scan entry of a frame that shows the incident ``description`` ("a red circle on the left"):
     "frame 80 (40.0s): shows red circle, left; asked team." """
@@ -129,7 +124,7 @@ class VisualOraclePolicy(OraclePolicy):
         answer = f"<answer>{self.item.answer}</answer>"
         # The thought names the right option's text before the letter: choosing the letter is then a copy of the
         # letter in front of that text in the question, not a lookup the model must learn per question kind.
-        conclusion = closing_sentence(self.item)
+        conclusion = f"So the answer is {_option_text(self.item)}."
         if self.item.task == "side":
             return oracle_turn(f"{self.item.explanation or ''} {conclusion}", answer)
         description = (self.item.explanation or "").removeprefix("It shows ").rstrip(".")

@@ -212,14 +212,11 @@ class DistillSettings:
     max_items: int | None = _help("distill at most this many questions of the train split; null: all", None)
     max_turns: int = _help("the teacher's turn budget", 5)
     drills_per_clip: int = _help("look drills per training clip of a SportSim visual set (training/visual_drills.py)", 0)
-    conclusion_drills_per_question: int = _help("conclusion drills per incident question of those clips (the entry "
-                                                "that sees the incident, the closing sentence, the letter)", 0)
 
     def __post_init__(self) -> None:
         _positive(self, "max_turns")
-        for name in ("drills_per_clip", "conclusion_drills_per_question"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{type(self).__name__}.{name} must be 0 or more, got {getattr(self, name)}")
+        if self.drills_per_clip < 0:
+            raise ConfigError(f"{type(self).__name__}.drills_per_clip must be 0 or more, got {self.drills_per_clip}")
         _item_filter(self)
 
 

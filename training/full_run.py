@@ -22,8 +22,7 @@ Stages, each announced by a progress line when it starts and when it ends (its s
    blind — random weights — and cannot learn to read SportSim's frames in minutes; a pretrained VLM can. The
    checkpoint is checked (special tokens, image token, chat template) before anything runs.
 3. ``distill``: the SportSim oracle answers the closed training questions through the agent loop; judged
-   conversations in ``distilled/`` (with ``drills_per_clip`` and ``conclusion_drills_per_question``, look and
-   conclusion drills beside them: ``visual_drills.py``).
+   conversations in ``distilled/`` (with ``drills_per_clip``, look drills beside them: ``visual_drills.py``).
 4. ``vision`` (SportSim visual, ``vision.steps`` > 0): the tower learns to read rendered frames through auxiliary
    read-out heads (``visual_pretrain.py``), into ``vision/``, which SFT then starts from; skipped otherwise.
 5. ``sft``, 6. ``grpo-v1``, 7. ``grpo-v2``: ``sportlens train sft|grpo`` on those, from ``base/`` and then from
@@ -291,7 +290,7 @@ def _distill(config: FullRunConfig, progress: Progress) -> None:
     from sportlens.agent.loop import AgentSettings
     from sportlens.benchmarks.visual_oracle import oracle_for
     from sportlens.training.distill import distill
-    from sportlens.training.visual_drills import write_conclusion_drills, write_drills
+    from sportlens.training.visual_drills import write_drills
 
     d = config.distill
     dataset = _items(config.qa, "train", d.answer_types, d.max_items)
@@ -305,11 +304,7 @@ def _distill(config: FullRunConfig, progress: Progress) -> None:
             (Path(config.sft.data) / "conversations.jsonl").read_text().splitlines()]
     looked = sum(any(step["action"] == "choose_frames" for step in t["steps"]) for t in kept)
     drills = write_drills(config.qa.parent, Path(config.sft.data), per_clip=d.drills_per_clip) if d.drills_per_clip else 0
-    conclusions = (write_conclusion_drills(config.qa.parent, Path(config.sft.data),
-                                           per_question=d.conclusion_drills_per_question)
-                   if d.conclusion_drills_per_question else 0)
     progress.done("distill", kept=summary["kept"], rejected=summary["rejected"], drills=drills,
-                  conclusion_drills=conclusions,
                   teacher_tool_call_rate=round(looked / len(kept), 3),
                   items_per_s=round(len(dataset.items) / progress.elapsed("distill"), 2))
 

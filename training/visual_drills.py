@@ -19,9 +19,8 @@ import numpy as np
 
 from sportlens.agent.backends.base import ChatMessage
 from sportlens.agent.protocol import tool_response_message
-from sportlens.agent.records import QAItem
-from sportlens.benchmarks.sportsim_visual import FPS, MOMENT_FRAMES, VisualScene, clip_name, make_scene, questions
-from sportlens.benchmarks.visual_oracle import DRILL_ASKED, asked, closing_sentence, seen_entry, unseen_entry
+from sportlens.benchmarks.sportsim_visual import MOMENT_FRAMES, VisualScene, clip_name, make_scene
+from sportlens.benchmarks.visual_oracle import DRILL_ASKED, seen_entry, unseen_entry
 from sportlens.tools.frames import Frame
 from sportlens.tools.video import Video
 from sportlens.training.distill import Conversation, write_frames
@@ -79,49 +78,3 @@ def write_drills(sportsim_dir: Path, out: Path, *, per_clip: int, seed: int = 0)
                     written += 1
     return written
 
-
-CONCLUSION_SYSTEM = "Say what the answer is, from what the frame shows and what the question asks."
-
-
-def conclusion_text(item: QAItem, frame: Frame) -> str:
-    """The assistant turn of a conclusion drill: the entry of a frame that shows ``item``'s incident (carrying what
-    the question asks), the closing sentence, the letter."""
-    description = (item.explanation or "").removeprefix("It shows ").rstrip(".")
-    entry = seen_entry(frame, description, asked(item))
-    return f"<think>{entry} {closing_sentence(item)}</think>\n<answer>{item.answer}</answer>"
-
-
-def write_conclusion_drills(sportsim_dir: Path, out: Path, *, per_question: int, seed: int = 0) -> int:
-    """Append ``per_question`` conclusion drills for every incident question of the training clips of a SportSim
-    visual set to ``out/conversations.jsonl``; returns how many were written.
-
-    A trajectory ends in one closing sentence after hundreds of tokens of scan, so 1,300 steps of SFT gave the model
-    about as many closing sentences to learn from, and it named the last thing it saw whatever was asked. A drill is
-    that ending alone, text only: the entry that sees the incident (at a frame label drawn at random) and the
-    sentence and letter that follow from it and what the question asks; a few dozen tokens, so thousands cost little.
-    """
-    described = json.loads((Path(sportsim_dir) / "sportsim.json").read_text())
-    written = 0
-    with open(Path(out) / "conversations.jsonl", "a") as conversations:
-        for index in range(described["n"]):
-            scene = make_scene(described["seed"], index)
-            if scene.split != "train":
-                continue
-            rng = np.random.default_rng([seed, index, 19])
-            for item in questions(scene, f"clips/{clip_name(scene)}", described["seed"]):
-                if item.task == "side":
-                    continue
-                for number in range(per_question):
-                    at = int(rng.integers(0, scene.frames))
-                    chat = [{"role": "system", "content": [{"type": "text", "text": CONCLUSION_SYSTEM}]},
-                            {"role": "user", "content": [{"type": "text", "text": "Conclude."}]},
-                            {"role": "assistant", "content": [
-                                {"type": "text", "text": conclusion_text(item, Frame(at, at / FPS, _NO_PIXELS))}]}]
-                    record = Conversation(id=f"conclusion-{item.id}-{number}", messages=chat, images=[], answer=item.answer,
-                                          provenance={"teacher": "conclusion-drill", "clip": index, "seed": seed})
-                    conversations.write(record.model_dump_json() + "\n")
-                    written += 1
-    return written
-
-
-_NO_PIXELS = np.zeros((1, 1, 3), np.uint8)  # a conclusion drill's entry names a frame it does not show

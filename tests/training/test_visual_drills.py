@@ -6,7 +6,7 @@ from PIL import Image
 
 from sportlens.benchmarks import sportsim_visual as visual
 from sportlens.training.distill import load_conversations
-from sportlens.training.visual_drills import FRAMES_PER_DRILL, write_conclusion_drills, write_drills
+from sportlens.training.visual_drills import FRAMES_PER_DRILL, write_drills
 
 ENTRY = re.compile(r"frame (\d+) \(\d+\.\ds\): (?:the incident is (not seen)|shows (\w+ \w+, \w+)); asked look\.")
 
@@ -35,24 +35,3 @@ def test_drills_are_valid_conversations_whose_every_entry_says_what_the_frame_sh
     assert seen_entries >= len(records)  # around the incident about half the looks are at the marker
 
 
-
-def test_conclusion_drills_end_a_seen_entry_with_the_sentence_and_letter_the_question_asks_for(tmp_path):
-    qa = visual.generate(tmp_path / "set", n=6, seed=3, workers=1)
-    items = {item["id"]: item for item in map(json.loads, qa.read_text().splitlines())}
-    out = tmp_path / "distilled"
-    out.mkdir()
-    written = write_conclusion_drills(qa.parent, out, per_question=2, seed=0)
-    train_incident = [i for i in items.values() if i["split"] == "train" and i["task"] != "side"]
-    assert written == 2 * len(train_incident) > 0
-    conversations = load_conversations(out)  # protocol-valid, text only
-    records = [json.loads(line) for line in (out / "conversations.jsonl").read_text().splitlines()]
-    for record, (messages, images) in zip(records, conversations):
-        item = items[record["id"].removeprefix("conclusion-").rsplit("-", 1)[0]]
-        scene = visual.make_scene(3, record["provenance"]["clip"])
-        right = item["options"]["ABCD".index(item["answer"])].split(") ", 1)[1]
-        carried = scene.sport if item["task"] == "penalty" else {"what": "what", "who": "team", "where": "where"}[item["task"]]
-        colour, shape, _, _, place = scene.describe().removeprefix("a ").split()
-        text = messages[-1]["content"][0]["text"]
-        assert images == [] and re.fullmatch(
-            rf"<think>frame \d+ \(\d+\.\ds\): shows {colour} {shape}, {place}; asked {carried}\. So the answer is "
-            rf"{re.escape(right)}\.</think>\n<answer>{item['answer']}</answer>", text), text
