@@ -5,19 +5,19 @@ shown: it counts the marks in the bar of each initial frame, in order, until one
 shows the incident it answers, else it calls ``choose_frames`` on the two initial frames around the new mark, and
 answers from the frame of the returned ones that shows the incident. Its thoughts say exactly that, frame by
 frame, so that a model distilled from it learns a scan whose every step is one short look or one short copy:
-``frame 13 (6.5s): there is 1 mark; asked what. frame 40 (20.0s): there is 1 mark; asked what. frame 67 (33.5s): there
-are 2 marks; asked what. The new mark appeared between frame 40 and frame 67.``; after the call it scans the new
-frames the same way until one shows the incident (``frame 60 (30.0s): shows red circle, left; asked what.``), and
-concludes (``So the answer is a score.``).
+``frame 13 (6.5s): asked what, there is 1 mark. frame 40 (20.0s): asked what, there is 1 mark. frame 67 (33.5s):
+asked what, there are 2 marks. The new mark appeared between frame 40 and frame 67.``; after the call it scans the new
+frames the same way until one shows the incident (``frame 60 (30.0s): asked what, shows a score.``), and concludes
+(``So the answer is a score.``).
 
-Every entry ends with what the question asks (``asked``: what, team, where, or for a penalty the sport whose rule
-applies). The closing sentence needs it,
-and the question stands hundreds of tokens back, at a distance that varies with the scans' lengths: the model, 3.9M
-parameters from random weights, did not learn that look in 1,300 steps (it named the last thing it saw, whatever was
-asked). Carried from entry to entry, it is a copy at one fixed distance at every step, the kind of step it learns.
-Questions about the whole clip (which side a team defends) are answered at once. It answers only when it has seen
-what the answer needs, and otherwise makes the same truth-blind guess as ``OraclePolicy``: with
-``AgentSettings(max_turns=1)`` it is the honest "answer from the k uniform frames" baseline.
+Every entry starts with what the question asks (``asked``: what, team, where, or for a penalty the sport whose rule
+applies), and the entry that sees the incident names what the question asks for, the right option's text
+(``frame 60 (30.0s): asked team, shows red.``), which the closing sentence then copies. The question stands hundreds
+of tokens back, at a distance the scans vary; carried from entry to entry it is a copy at one fixed distance. When the
+seen entry described the whole marker (colour, shape, place) the model, 3.9M parameters from random weights, learned
+every word of it and of ``asked``, but after 2,000 SFT steps its closing sentence still named the nearest word (the
+place) whatever was asked (benchmarks/results/visual-cpu/README.md): choosing among words it had written was the one
+step it did not learn. Here the choice is made where the frame is read, right after ``asked``.
 """
 from __future__ import annotations
 
@@ -42,7 +42,12 @@ DRILL_ASKED = "look"
 def asked(item: QAItem) -> str:
     """The word every scan entry carries for ``item``: "what", "team", "where", or the sport of a penalty question."""
     return item.sport if item.task == "penalty" else ASKED[item.task]
-_MARKER = re.compile(r"a (\w+) (\w+) on the (\w+)")  # a description: "a red circle on the left"
+
+
+def marker_words(description: str) -> str:
+    """A marker's description ("a red circle on the left") as a look drill's entry says it: "red circle, left"."""
+    colour, shape, place = re.fullmatch(r"a (\w+) (\w+) on the (\w+)", description).groups()
+    return f"{colour} {shape}, {place}"
 
 
 def scan_thought(frames: list[Frame], asked: str) -> tuple[str, int | None]:
@@ -57,24 +62,22 @@ def scan_thought(frames: list[Frame], asked: str) -> tuple[str, int | None]:
     parts = []
     for position, frame in enumerate(frames):
         marks = count_marks(frame.image)
-        parts.append(f"{_entry(frame)} there {'is 1 mark' if marks == 1 else f'are {marks} marks'}; asked {asked}.")
+        parts.append(f"{_entry(frame)} asked {asked}, there {'is 1 mark' if marks == 1 else f'are {marks} marks'}.")
         if marks > first:
             return " ".join(parts), position
     return " ".join(parts), None
 
 
-def moment_scan(frames: list[Frame], description: str, asked: str) -> tuple[str, Frame | None]:
+def moment_scan(frames: list[Frame], shows: str, asked: str) -> tuple[str, Frame | None]:
     """The scan of a tool call's frames up to the first that shows the incident, and that frame (None: none does).
 
-    The entry that sees the incident says what it shows (``description``, e.g. "a red circle on the left") right
-    after the frame's label, in as many tokens as an entry that does not see it (18): reading the marker is then a
-    look at a fixed distance back, like reading the counts, and the drills (``training/visual_drills.py``), which
-    describe every frame, keep every entry at its frame's distance.
+    The entry that sees the incident says what the question asks for (``shows``: "red" for "which team?"); every
+    entry before it is 18 tokens, so reading the marker is a look at a fixed distance back, like reading the counts.
     """
     parts = []
     for frame in frames:
         if shows_moment(frame.image):
-            parts.append(seen_entry(frame, description, asked))
+            parts.append(seen_entry(frame, shows, asked))
             return " ".join(parts), frame
         parts.append(unseen_entry(frame, asked))
     return " ".join(parts), None
@@ -89,17 +92,14 @@ def _option_text(item: QAItem) -> str:
     return item.answer
 
 
-def seen_entry(frame: Frame, description: str, asked: str) -> str:
-    """The scan entry of a frame that shows the incident ``description`` ("a red circle on the left"):
-    "frame 80 (40.0s): shows red circle, left; asked team." """
-    colour, shape, place = _MARKER.fullmatch(description).groups()
-    return f"{_entry(frame)} shows {colour} {shape}, {place}; asked {asked}."
+def seen_entry(frame: Frame, shows: str, asked: str) -> str:
+    """The scan entry of a frame that shows the incident: "frame 80 (40.0s): asked team, shows red." """
+    return f"{_entry(frame)} asked {asked}, shows {shows}."
 
 
 def unseen_entry(frame: Frame, asked: str) -> str:
-    """The scan entry of a tool frame that does not show it: "frame 84 (42.0s): the incident is not seen; asked team." """
-    return f"{_entry(frame)} the incident is not seen; asked {asked}."
-
+    """The scan entry of a tool frame that does not show it: "frame 84 (42.0s): asked team, the incident is not seen." """
+    return f"{_entry(frame)} asked {asked}, the incident is not seen."
 
 
 def _entry(frame: Frame) -> str:
@@ -127,17 +127,16 @@ class VisualOraclePolicy(OraclePolicy):
         conclusion = f"So the answer is {_option_text(self.item)}."
         if self.item.task == "side":
             return oracle_turn(f"{self.item.explanation or ''} {conclusion}", answer)
-        description = (self.item.explanation or "").removeprefix("It shows ").rstrip(".")
-        carried = asked(self.item)
+        shows, carried = _option_text(self.item), asked(self.item)
         if later:  # the frames of the tool call
-            scan, seen = moment_scan(later, description, carried)
+            scan, seen = moment_scan(later, shows, carried)
             if seen is not None:
                 return oracle_turn(f"{scan} {conclusion}", answer)
             return oracle_turn(f"{scan} I have not seen the moment, so I can only guess.",
                          f"<answer>{self._guess(initial)}</answer>")
         scan, position = scan_thought(initial, carried)
         if position is not None and shows_moment(initial[position].image):
-            return oracle_turn(f"{scan} It shows {description}. {conclusion}", answer)
+            return oracle_turn(f"{scan} It shows {shows}. {conclusion}", answer)
         if position and not last_turn:
             start, end = initial[position - 1].index, initial[position].index
             call = json.dumps({"name": "choose_frames", "arguments": {"frame_range": [start, end]}})

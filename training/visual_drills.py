@@ -4,7 +4,7 @@ Distilled trajectories carry the marker in two or three words each (whether a to
 what it shows), drowned in hundreds of tokens of scan; a model trained on them alone learned the scan, the counts and
 the tool call but read the marker at chance (benchmarks/results/visual-cpu/README.md). A drill is a tool response
 of 8 frames around (or away from) a training clip's incident, answered by the visual oracle's own scan entries for
-*every* frame — "frame 82 (41.0s): shows red circle, left; asked look." — so each drill
+*every* frame — "frame 82 (41.0s): asked look, shows red circle, left." — so each drill
 holds eight looks, about half of them at the marker, in the words and at the distances the protocol uses.
 
 Drills are protocol-valid conversations (system, user, assistant) written into a distilled dataset beside the
@@ -20,7 +20,7 @@ import numpy as np
 from sportlens.agent.backends.base import ChatMessage
 from sportlens.agent.protocol import tool_response_message
 from sportlens.benchmarks.sportsim_visual import MOMENT_FRAMES, VisualScene, clip_name, make_scene
-from sportlens.benchmarks.visual_oracle import DRILL_ASKED, seen_entry, unseen_entry
+from sportlens.benchmarks.visual_oracle import DRILL_ASKED, marker_words, seen_entry, unseen_entry
 from sportlens.tools.frames import Frame
 from sportlens.tools.video import Video
 from sportlens.training.distill import Conversation, write_frames
@@ -47,7 +47,7 @@ def drill_text(scene: VisualScene, frames: list[Frame]) -> str:
     """The assistant turn of a drill: the visual oracle's entry for every frame, then the marker as the answer."""
     start, end = scene.moment
     shown = [start <= frame.index <= end for frame in frames]
-    entries = [seen_entry(frame, scene.describe(), DRILL_ASKED) if seen else unseen_entry(frame, DRILL_ASKED)
+    entries = [seen_entry(frame, marker_words(scene.describe()), DRILL_ASKED) if seen else unseen_entry(frame, DRILL_ASKED)
                for frame, seen in zip(frames, shown)]
     return f"<think>{' '.join(entries)}</think>\n<answer>{scene.describe() if any(shown) else 'not seen'}</answer>"
 

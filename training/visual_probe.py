@@ -37,15 +37,15 @@ def kind(tokens: list[str], i: int) -> str:
         return "count"
     if token.isdigit() and tokens[i - 1] == "Ġ[":
         return "call_start"
-    if token in ("Ġthe", "Ġshows") and tokens[i - 1] == "):":  # a tool frame's entry: "the incident is not seen" or "shows"
-        return "seen?"
+    if token in ("Ġthe", "Ġshows") and tokens[i - 1] == "," and i >= 3 and tokens[i - 3] == "Ġasked":
+        return "seen?"  # a tool frame's entry: "asked team, the incident is not seen" or "asked team, shows red"
     if tokens[i - 1] == "Ġasked":  # what the question asks, carried in every entry
         return "asked"
     if token in COLOURS:
         return "colour"
     if token in SHAPES:
         return "shape"
-    if token in PLACES and tokens[i - 1] == ",":  # "shows red circle, left" (a side answer is not the marker's place)
+    if token in PLACES and tokens[i - 1] in (",", "Ġshows"):  # "red circle, left", "shows left" (not a side answer)
         return "place"
     if len(token) == 2 and token[0] == ">" and token[1] in "ABCD":  # `<answer` `>B`
         return "letter"

@@ -8,7 +8,7 @@ from sportlens.benchmarks import sportsim_visual as visual
 from sportlens.training.distill import load_conversations
 from sportlens.training.visual_drills import FRAMES_PER_DRILL, write_drills
 
-ENTRY = re.compile(r"frame (\d+) \(\d+\.\ds\): (?:the incident is (not seen)|shows (\w+ \w+, \w+)); asked look\.")
+ENTRY = re.compile(r"frame (\d+) \(\d+\.\ds\): asked look, (?:the incident is (not seen)|shows (\w+ \w+, \w+))\.")
 
 
 def test_drills_are_valid_conversations_whose_every_entry_says_what_the_frame_shows(tmp_path):
