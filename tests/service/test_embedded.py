@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 from service_support import ServiceProcess, service_env
 
-from sportlens.agent.records import Result
+from sportlens.service.records_out import ResultOut
 
 
 def test_serve_alone_answers_with_the_in_process_model(embedded_service, clip):
@@ -18,7 +18,7 @@ def test_serve_alone_answers_with_the_in_process_model(embedded_service, clip):
         "video_id": video["id"], "question": "Which team commits the foul?", "options": ["A) red", "B) blue"],
         "max_turns": 2, "alpha": 0.1})
     assert reply.status_code == 200, reply.text
-    result = Result.model_validate(reply.json()["result"])
+    result = ResultOut.model_validate(reply.json()["result"])  # the API's view: no raw output, no storage path
     assert result.trajectory.answer in {"A", "B"} and result.trajectory.model == "sportlens-demo"
     # The service's calibration, served at the α the request asks for.
     assert result.alpha == 0.1 and result.coverage_target == 0.9 and result.calibration_group == "pooled"
@@ -33,7 +33,7 @@ def test_selective_answers_and_unreachable_alpha(embedded_service, clip):
                 "max_turns": 1}
     reply = embedded_service.post("/v1/questions?wait=60", json={**question, "alpha": 0.3, "selective": True})
     assert reply.status_code == 200, reply.text
-    result = Result.model_validate(reply.json()["result"])
+    result = ResultOut.model_validate(reply.json()["result"])  # the API's view: no raw output, no storage path
     assert result.alpha == 0.3 and result.abstain == (result.set_size != 1)
     too_small = embedded_service.post("/v1/questions", json={**question, "alpha": 0.001})
     assert too_small.status_code == 422 and "too few for α = 0.001" in too_small.text
