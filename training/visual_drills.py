@@ -47,7 +47,8 @@ def drill_text(scene: VisualScene, frames: list[Frame]) -> str:
     """The assistant turn of a drill: the visual oracle's entry for every frame, then the marker as the answer."""
     start, end = scene.moment
     shown = [start <= frame.index <= end for frame in frames]
-    entries = [seen_entry(frame, marker_words(scene.describe()), DRILL_ASKED) if seen else unseen_entry(frame, DRILL_ASKED)
+    marker = marker_words(scene.describe())
+    entries = [seen_entry(frame, marker, DRILL_ASKED) if seen else unseen_entry(frame, DRILL_ASKED)
                for frame, seen in zip(frames, shown)]
     return f"<think>{' '.join(entries)}</think>\n<answer>{scene.describe() if any(shown) else 'not seen'}</answer>"
 
@@ -77,4 +78,3 @@ def write_drills(sportsim_dir: Path, out: Path, *, per_clip: int, seed: int = 0)
                     conversations.write(record.model_dump_json() + "\n")
                     written += 1
     return written
-

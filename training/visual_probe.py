@@ -6,9 +6,9 @@ compounds its errors.
 
 CHECKPOINT: a model folder (a trainer checkpoint works: the processor is read from RUN_DIR/base); N conversations of
 RUN_DIR/distilled drawn with seed 1 (default 12). Kinds: frame labels in scan entries, mark counts, the tool call's
-first number, "seen / not seen" in a scan of tool frames, what the question asks (carried in each entry), the colour, shape and place words of the description, the
-answer letter, and everything else; look drills (training/visual_drills.py) are counted apart, their kinds prefixed
-"drill ".
+first number, "seen / not seen" in a scan of tool frames, what the question asks (carried in each entry), the colour,
+shape and place words, the first word of the closing sentence's option, the answer letter, and everything else; look
+drills (training/visual_drills.py) are counted apart, their kinds prefixed "drill ".
 """
 import random
 import sys
