@@ -7,7 +7,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends make redis-server \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md Makefile ./
-COPY sportlens sportlens
+COPY command command
 COPY tools tools
 COPY agent agent
 COPY training training

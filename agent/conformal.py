@@ -24,11 +24,13 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sportlens.agent.loop import AgentSettings
 from sportlens.agent.records import Result
 
 Method = Literal["lac", "aps", "sample"]
@@ -328,3 +330,18 @@ def model_sha256(model_dir: Path) -> str:
 
 def _name(result: Result) -> str:
     return result.item_id or repr(result.trajectory.question[:40])
+
+
+def calibrated_settings(settings: AgentSettings, artifact: CalibrationArtifact | None, *, closed: bool,
+                        samples: int) -> AgentSettings:
+    """The loop's settings with what a calibration needs from each answer: every option's score after the answer
+    (lac, aps; closed questions only) or ``samples`` more sampled answers (sample). Without an artifact, unchanged.
+
+    `sportlens ask`, `sportlens bench` and the service's jobs answer with a calibration; this is the one place that
+    says what it asks of the loop.
+    """
+    if artifact is None:
+        return settings
+    if artifact.method == "sample":
+        return replace(settings, answer_samples=samples)
+    return replace(settings, score_options=closed)

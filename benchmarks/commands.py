@@ -7,19 +7,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
+from sportlens.tools.usage import UsageError
+
 DATASET_FORMATS = ("auto", "qa", "sportr", "deepsport", "videor1", "sportu")  # loaders.FORMATS, without importing it
-
-
-class _BadInput(Exception):
-    pass
-
-
 SYNTH_PRESETS = ("broadcast", "visual")
 SAMPLER_HELP = ('how frames are spread over the video and inside a tool call\'s range (tools/frames.py): "centred" '
                 '(the default: the centre of each of n equal bins) or "framethinker" (FrameThinker\'s linspace: the '
@@ -41,7 +35,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--fps", type=int, default=12)
     synth.add_argument("--size", default="640x360", help="WIDTHxHEIGHT")
     synth.add_argument("--workers", type=int, default=None, help="encoding processes (default: CPU count)")
-    synth.set_defaults(run=_guarded(_synth))
+    synth.set_defaults(run=_synth)
 
     bench = commands.add_parser("bench", help="run the agent and its baselines on a dataset and write a report")
     bench.add_argument("dataset", type=Path,
@@ -61,9 +55,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--baselines", default="uniform8,uniform16,uniform32",
                        help='no-tool baselines run beside the agent, e.g. "uniform8,uniform16"; "none" for none')
     bench.add_argument("--max-turns", type=int, default=5)
-    bench.add_argument("--max-thought-chars", type=int, default=200,
+    bench.add_argument("--max-thought-chars", type=int, default=None,
                        help="with --constrain: the longest thought a turn may write (a model that scans many frames "
-                            "in its thought needs more)")
+                            "in its thought needs more; default: what the checkpoint's manifest names, else 200)")
     bench.add_argument("--initial-frames", type=int, default=8)
     bench.add_argument("--frames-per-call", type=int, default=8)
     bench.add_argument("--sampler", default="centred", help=SAMPLER_HELP + "; the baselines use it too")
@@ -87,18 +81,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                        help="sample this many more final answers (the input of `sportlens calibrate --method sample`)")
     bench.add_argument("--calibration", type=Path,
                        help="a calibration artifact: the agent's results get prediction sets, coverage is reported")
-    bench.set_defaults(run=_guarded(_bench))
-
-
-def _guarded(command):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except _BadInput as error:
-            print(f"sportlens: error: {error}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-
-    return run
+    bench.set_defaults(run=_bench)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -106,13 +89,13 @@ def _synth(args: argparse.Namespace) -> int:
     from sportlens.benchmarks.sportsim import SimSettings, generate
 
     if args.preset not in SYNTH_PRESETS:
-        raise _BadInput(f"unknown --preset {args.preset!r}; choose one of {', '.join(SYNTH_PRESETS)}")
+        raise UsageError(f"unknown --preset {args.preset!r}; choose one of {', '.join(SYNTH_PRESETS)}")
     if args.preset == "visual":
         started = time.perf_counter()
         try:
             path = sportsim_visual.generate(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=True)
         except ValueError as error:
-            raise _BadInput(str(error)) from error
+            raise UsageError(str(error)) from error
         print(f"{args.n} SportSim visual clips and their questions written to {path} "
               f"in {time.perf_counter() - started:.1f} s")
         return 0
@@ -124,7 +107,7 @@ def _synth(args: argparse.Namespace) -> int:
         path = generate(args.out, n=args.n, seed=args.seed, sports=sports, settings=settings,
                         workers=args.workers, progress=True)
     except ValueError as error:
-        raise _BadInput(str(error)) from error
+        raise UsageError(str(error)) from error
     print(f"{args.n} clips and their questions written to {path} in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -136,14 +119,15 @@ def _baselines(spec: str) -> list[int]:
     for name in spec.split(","):
         name = name.strip()
         if not name.startswith("uniform") or not name[len("uniform"):].isdigit() or int(name[len("uniform"):]) < 1:
-            raise _BadInput(f"baseline {name!r} is not of the form uniformK (e.g. uniform8)")
+            raise UsageError(f"baseline {name!r} is not of the form uniformK (e.g. uniform8)")
         ks.append(int(name[len("uniform"):]))
     return ks
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from sportlens.agent.conformal import CalibrationArtifact, CalibrationError
+    from sportlens.agent.conformal import CalibrationArtifact, CalibrationError, calibrated_settings
     from sportlens.agent.loop import AgentSettings
+    from sportlens.agent.models import check_model_choice, thought_chars
     from sportlens.benchmarks.judge import panel_from_flags
     from sportlens.benchmarks.loaders import DatasetError, load_dataset
     from sportlens.benchmarks.oracle import oracle_backends
@@ -154,24 +138,24 @@ def _bench(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     chosen = [flag for flag, on in (("--model", args.model), ("--backend-url", args.backend_url), ("--oracle", args.oracle)) if on]
     if len(chosen) > 1:
-        raise _BadInput(f"give one of --model, --backend-url and --oracle, not {' and '.join(chosen)}")
-    if args.backend_url and not args.model_name:
-        raise _BadInput("--backend-url needs --model-name (the name the server serves the model under)")
+        raise UsageError(f"give one of --model, --backend-url and --oracle, not {' and '.join(chosen)}")
     if args.limit is not None and args.limit < 1:
-        raise _BadInput("--limit must be at least 1")
+        raise UsageError("--limit must be at least 1")
     try:
+        check_model_choice(args.model, args.backend_url, args.model_name)
         dataset = load_dataset(args.dataset, args.format)
         artifact = CalibrationArtifact.load(args.calibration) if args.calibration else None
         constrain = args.constrain if args.constrain is not None else not (args.backend_url or args.oracle)
         agent = AgentSettings(initial_frames=args.initial_frames, frames_per_call=args.frames_per_call,
                               max_turns=args.max_turns, constrain=constrain, sampler=args.sampler,
-                              max_thought_chars=args.max_thought_chars,
-                              score_options=args.score_options or (artifact is not None and artifact.method != "sample"),
-                              answer_samples=args.samples or (10 if artifact is not None and artifact.method == "sample" else 0))
+                              max_thought_chars=args.max_thought_chars or (AgentSettings.max_thought_chars if args.oracle
+                                                                      else thought_chars(args.model, args.backend_url)),
+                              score_options=args.score_options, answer_samples=args.samples)
+        agent = calibrated_settings(agent, artifact, closed=True, samples=args.samples or 10)
         runs = standard_runs(_baselines(args.baselines), constrain=constrain, agent=agent)
         judge = panel_from_flags(args.judge_url, args.judge_model, args.judge_api_key, args.judge_panel)
     except (DatasetError, ValueError) as error:  # CalibrationError is a ValueError
-        raise _BadInput(str(error)) from error
+        raise UsageError(str(error)) from error
     backend = None
     if args.oracle:
         backend_for = oracle_backends(oracle_for(args.dataset)[0], dataset.video_path)
@@ -183,7 +167,7 @@ def _bench(args: argparse.Namespace) -> int:
                 artifact.check_model(backend.model_id)  # before hours of questions, not after
             except ValueError as error:
                 backend.close()
-                raise _BadInput(str(error)) from error
+                raise UsageError(str(error)) from error
     config = {
         "dataset": str(args.dataset), "format": dataset.format, "split": args.split, "limit": args.limit,
         "model": "oracle" if args.oracle else (args.model_name or str(args.model or "demo")),
@@ -208,7 +192,7 @@ def _bench(args: argparse.Namespace) -> int:
             write_lmms_eval(records, args.write_lmms_eval, model=config["model"], dataset=str(args.dataset),
                             config=config, wall_s=config["wall_s"])
     except (BenchError, CalibrationError) as error:
-        raise _BadInput(str(error)) from error
+        raise UsageError(str(error)) from error
     finally:
         if backend is not None:
             backend.close()
@@ -245,10 +229,10 @@ def _with_prediction_set(record, artifact):
 
 def _model_backend(args: argparse.Namespace):
     from sportlens.agent.backends.base import BackendError
-    from sportlens.models import open_backend
+    from sportlens.agent.models import open_backend
 
     try:
         return open_backend(model_dir=args.model, backend_url=args.backend_url, model_name=args.model_name,
                             api_key=args.api_key)
     except BackendError as error:
-        raise _BadInput(str(error)) from error
+        raise UsageError(str(error)) from error

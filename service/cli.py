@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-EXIT_BAD_INPUT = 2
+from sportlens.tools.usage import UsageError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def _logging() -> None:
 
 
 def _settings():
-    """The settings, or None after one line on stderr saying which variable is wrong."""
+    """The settings; a UsageError saying which variable is wrong when they are bad."""
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
@@ -56,8 +56,7 @@ def _settings():
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
     except (SettingsError, CalibrationError) as error:
         problems = str(error)
-    print(f"sportlens: error: bad service settings (SPORTLENS_*): {problems}", file=sys.stderr)
-    return None
+    raise UsageError(f"bad service settings (SPORTLENS_*): {problems}")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -73,13 +72,9 @@ def _serve(args: argparse.Namespace) -> int:
     from sportlens.service.embedded_redis import EmbeddedRedis
 
     settings = _settings()
-    if settings is None:
-        return EXIT_BAD_INPUT
     if not settings.api_keys and args.host not in {"127.0.0.1", "localhost", "::1"}:
-        print(f"sportlens: error: without API keys `serve` binds loopback only (not {args.host}): set "
-              f"SPORTLENS_API_KEYS (`sportlens serve --hash-key KEY` prints one) to serve other machines",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UsageError(f"without API keys `serve` binds loopback only (not {args.host}): set SPORTLENS_API_KEYS "
+                         f"(`sportlens serve --hash-key KEY` prints one) to serve other machines")
     _logging()  # before the embedded Redis, whose supervisor logs a stale lock it takes over and restarts
     embedded = None
     if settings.embedded:  # started here, so that a Redis that cannot start stops `serve` with one line
@@ -101,12 +96,8 @@ def _worker(args: argparse.Namespace) -> int:
     from sportlens.service.worker import run_worker
 
     settings = _settings()
-    if settings is None:
-        return EXIT_BAD_INPUT
     if settings.redis_url is None:
-        print("sportlens: error: `sportlens worker` joins a shared Redis: set REDIS_URL "
-              "(and SPORTLENS_BACKEND_URL)", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UsageError("`sportlens worker` joins a shared Redis: set REDIS_URL (and SPORTLENS_BACKEND_URL)")
     _logging()
     asyncio.run(run_worker(settings))
     return 0

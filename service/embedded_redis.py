@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from sportlens.ports import free_port
+from sportlens.tools.ports import free_port
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,9 @@ from datetime import datetime, timezone
 
 from redis.asyncio import Redis
 
+from sportlens.agent.conformal import calibrated_settings
 from sportlens.agent.loop import AgentEvent, AgentSettings
+from sportlens.agent.models import thought_chars
 from sportlens.agent.records import PROTOCOL_VERSION, Result
 from sportlens.service.schemas import TERMINAL, JobEvent, JobOut, Progress, QuestionRequest
 from sportlens.service.settings import ServiceSettings
@@ -130,14 +132,12 @@ def _now() -> str:
 
 def agent_settings(request: QuestionRequest, settings: ServiceSettings) -> AgentSettings:
     """The loop's settings for a request; in-process models are constrained to the protocol, as `sportlens ask` does."""
-    artifact = settings.calibration_artifact
-    return AgentSettings(
+    return calibrated_settings(AgentSettings(
         max_turns=request.max_turns,
         frames_per_call=request.frames_per_call,
         constrain=settings.backend_url is None,
-        score_options=artifact is not None and artifact.method != "sample" and bool(request.options),
-        answer_samples=settings.answer_samples if artifact is not None and artifact.method == "sample" else 0,
-    )
+        max_thought_chars=thought_chars(settings.model_dir, settings.backend_url),
+    ), settings.calibration_artifact, closed=bool(request.options), samples=settings.answer_samples)
 
 
 def cache_key(request: QuestionRequest, settings: ServiceSettings, owner: str) -> str:

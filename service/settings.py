@@ -5,18 +5,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sportlens.agent.checkpoint_files import checkpoint_calibration
 from sportlens.agent.conformal import CalibrationArtifact
-from sportlens.models import default_model_dir, sportlens_home
+from sportlens.agent.models import check_model_choice, default_model_dir, sportlens_home
 
 
 class ServiceSettings(BaseSettings):
     """The service's configuration. Every field is read from ``SPORTLENS_<NAME>`` (``REDIS_URL`` also works).
 
     With nothing set, ``sportlens serve`` is the embedded default: a private Redis under ``home``, one
-    in-process worker, and the demo model built on first use at ``home/models/demo``. With ``redis_url``
+    in-process worker, and the shipped model (trained on SportSim visual clips) with its calibration. With ``redis_url``
     and ``backend_url`` set, any number of API processes and workers share one Redis and one data
     directory (a shared filesystem when they run on several machines).
     """
@@ -33,7 +34,7 @@ class ServiceSettings(BaseSettings):
     backend_url: str | None = Field(None, description="an OpenAI-compatible model server (vLLM); unset: in-process")
     model_name: str | None = Field(None, description="the model's name on backend_url")
     backend_api_key: str | None = Field(None, description="bearer token for backend_url")
-    model_dir: Path | None = Field(None, description="checkpoint run in-process; default: the demo model under home")
+    model_dir: Path | None = Field(None, description="checkpoint run in-process; default: the shipped model")
     in_process_worker: bool | None = Field(None, description="run a worker inside `serve`; default: when embedded")
     worker_concurrency: int | None = Field(None, ge=1, description="jobs one worker runs at once; default 1 "
                                                                     "in-process (the model is serialised), 8 over HTTP")
@@ -109,6 +110,11 @@ class ServiceSettings(BaseSettings):
                                  "print one with `sportlens serve --hash-key KEY`")
         return [digest.lower() for digest in value]
 
+    @model_validator(mode="after")
+    def _one_model(self) -> ServiceSettings:
+        check_model_choice(self.model_dir, self.backend_url, self.model_name)  # a half-named server stops the start
+        return self
+
     @cached_property
     def storage_dir(self) -> Path:
         return self.data_dir or self.home / "service"
@@ -131,7 +137,7 @@ class ServiceSettings(BaseSettings):
 
     @property
     def resolved_model_dir(self) -> Path:
-        return self.model_dir or default_model_dir(self.home)
+        return self.model_dir or default_model_dir()
 
     @property
     def model_key(self) -> str:
@@ -142,5 +148,10 @@ class ServiceSettings(BaseSettings):
 
     @cached_property
     def calibration_artifact(self) -> CalibrationArtifact | None:
-        """The loaded calibration, or None; loading fails with CalibrationError naming the file."""
-        return CalibrationArtifact.load(self.calibration) if self.calibration else None
+        """The loaded calibration, or None; loading fails with CalibrationError naming the file.
+
+        Without ``calibration``, the shipped model (no ``model_dir``, no ``backend_url``) answers with its own.
+        """
+        shipped = self.model_dir is None and self.backend_url is None
+        path = self.calibration or (checkpoint_calibration(self.resolved_model_dir) if shipped else None)
+        return CalibrationArtifact.load(path) if path else None

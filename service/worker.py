@@ -33,8 +33,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sportlens.agent.backends.base import BackendError, ModelBackend
 from sportlens.agent.conformal import apply_calibration
 from sportlens.agent.loop import AgentEvent, answer_question
+from sportlens.agent.models import open_backend
 from sportlens.agent.records import Result
-from sportlens.models import open_backend
 from sportlens.service.jobs import JobStore, agent_settings, workers_key
 from sportlens.service.schemas import TERMINAL
 from sportlens.service.settings import ServiceSettings
@@ -53,11 +53,8 @@ class _Cancelled(Exception):
 
 def make_backend(settings: ServiceSettings) -> ModelBackend:
     """The model backend the settings name: an OpenAI-compatible server, or a checkpoint in-process."""
-    if settings.backend_url and not settings.model_name:
-        raise BackendError("SPORTLENS_BACKEND_URL needs SPORTLENS_MODEL_NAME (the name the server serves)")
     return open_backend(model_dir=settings.model_dir, backend_url=settings.backend_url,
-                        model_name=settings.model_name, api_key=settings.backend_api_key, home=settings.home,
-                        status=log.info)
+                        model_name=settings.model_name, api_key=settings.backend_api_key, status=log.info)
 
 
 async def answer_job(ctx: dict[str, Any], job_id: str) -> str:

@@ -1,73 +1,32 @@
-"""Imports point down the layers: tools < agent < benchmarks, training < service < sportlens (the command).
+"""Imports point down the layers: tools < agent < benchmarks < training, service < command < scripts.
 
 Every module in the layer folders is parsed with ``ast``, and every import of ``sportlens.*`` in it is an arrow from
 its layer to the imported module's, whether at the top of the module or inside a function: a function-local import
 hides an arrow, it does not remove it. An arrow that points up a layer breaks the rule, and so does one between
-benchmarks and training, which share a floor until issue 17 decides which of the two sits above the other.
-The top folder ``sportlens/`` (cli, models, demo, trace, vllm_env, vllm_server, ports) is the highest layer.
+training and service, which share a floor and never import each other.
 
-Today's breaks are listed in ``KNOWN_VIOLATIONS``, each with its issue-17 reason. The test fails on any other and on
-an entry that no longer happens, so the list only shrinks. ``python tests/test_layers.py`` prints the arrows.
+Training sits above benchmarks: it distils from the benchmarks' oracles, rewards with their judge and scoring, and
+evaluates what it trained with their runner; benchmarks never import training. The folder ``command/`` (cli, demo,
+trace, vllm_env, vllm_server; installed as ``sportlens`` itself, so no folder of the repository's root shadows the
+installed package) is the command. Above it are the scripts under ``benchmarks/perf/`` and ``benchmarks/gpu/``:
+programs run by path, not modules of the installed package, which measure every layer, the service and the command
+included. ``python tests/test_layers.py`` prints the arrows.
 """
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = "tools < agent < benchmarks, training < service < sportlens"
-FLOORS = {"tools": 0, "agent": 1, "benchmarks": 2, "training": 2, "service": 3, "sportlens": 4}
+ORDER = "tools < agent < benchmarks < training, service < command < scripts"
+FLOORS = {"tools": 0, "agent": 1, "benchmarks": 2, "training": 3, "service": 3, "command": 4, "scripts": 5}
+SCRIPT_FOLDERS = ("benchmarks/perf/", "benchmarks/gpu/")  # run by path; not installed
 LAYER_PACKAGES = ("tools", "agent", "benchmarks", "training", "service")  # installed as sportlens.<layer>
-
-_DEMO_MODEL = "issue 17 Layers: building the demo model moves out of training, beside agent/backends"
-_OPEN_BACKEND = "issue 17 Layers: model opening (sportlens/models.py) moves to agent/backends, under service"
-_CIRCLE = "issue 17 Layers: the circle cli -> training/commands -> sportlens.cli; UsageError moves to a leaf module"
-_SIBLINGS = "issue 17 Layers: training <-> benchmarks runs both ways; one direction is to be decided and kept"
-_PORTS = "issue 17 Layers: free_port is a leaf helper in the top folder; it moves down to where servers start"
-_PERF_SERVICE = "issue 17 Layers: benchmarks may not import service; the service's perf scripts move above it"
-_VLLM_SERVER = "issue 17 Rooms: sportlens/vllm_server.py splits; starting a server moves below the command"
-
-# (importing file, imported module) -> why it is there today and what issue 17 does about it.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("service/settings.py", "sportlens.models"): _OPEN_BACKEND,
-    ("service/worker.py", "sportlens.models"): _OPEN_BACKEND,
-    ("benchmarks/commands.py", "sportlens.models"): _OPEN_BACKEND,
-    ("service/embedded_redis.py", "sportlens.ports"): _PORTS,
-    ("benchmarks/perf/service_api.py", "sportlens.ports"): _PORTS,
-    ("benchmarks/perf/service_limits.py", "sportlens.ports"): _PORTS,
-    ("benchmarks/perf/vllm_agent.py", "sportlens.ports"): _PORTS,
-    ("benchmarks/perf/service_api.py", "sportlens.service.app"): _PERF_SERVICE,
-    ("benchmarks/perf/service_api.py", "sportlens.service.embedded_redis"): _PERF_SERVICE,
-    ("benchmarks/perf/service_api.py", "sportlens.service.settings"): _PERF_SERVICE,
-    ("benchmarks/perf/service_limits.py", "sportlens.service.auth"): _PERF_SERVICE,
-    ("benchmarks/perf/service_limits.py", "sportlens.service.embedded_redis"): _PERF_SERVICE,
-    ("benchmarks/perf/vllm_agent.py", "sportlens.vllm_server"): _VLLM_SERVER,
-    ("training/commands.py", "sportlens.cli"): _CIRCLE,
-    ("benchmarks/gpu/check_cuda_backend.py", "sportlens.training.demo_model"): _DEMO_MODEL,
-    ("benchmarks/perf/vllm_agent.py", "sportlens.training.demo_model"): _DEMO_MODEL,
-    ("training/commands.py", "sportlens.benchmarks.commands"): _SIBLINGS,
-    ("training/commands.py", "sportlens.benchmarks.loaders"): _SIBLINGS,
-    ("training/commands.py", "sportlens.benchmarks.oracle"): _SIBLINGS,
-    ("training/commands.py", "sportlens.benchmarks.visual_oracle"): _SIBLINGS,
-    ("training/config.py", "sportlens.benchmarks.commands"): _SIBLINGS,
-    ("training/demo_model.py", "sportlens.benchmarks"): _SIBLINGS,
-    ("training/distill.py", "sportlens.benchmarks.scoring"): _SIBLINGS,
-    ("training/full_run.py", "sportlens.benchmarks"): _SIBLINGS,
-    ("training/full_run.py", "sportlens.benchmarks.evidence"): _SIBLINGS,
-    ("training/full_run.py", "sportlens.benchmarks.loaders"): _SIBLINGS,
-    ("training/full_run.py", "sportlens.benchmarks.runner"): _SIBLINGS,
-    ("training/full_run.py", "sportlens.benchmarks.sportsim"): _SIBLINGS,
-    ("training/full_run.py", "sportlens.benchmarks.visual_oracle"): _SIBLINGS,
-    ("training/grpo.py", "sportlens.benchmarks.judge"): _SIBLINGS,
-    ("training/grpo.py", "sportlens.benchmarks.loaders"): _SIBLINGS,
-    ("training/rewards.py", "sportlens.benchmarks.judge"): _SIBLINGS,
-    ("training/rewards.py", "sportlens.benchmarks.scoring"): _SIBLINGS,
-    ("training/visual_drills.py", "sportlens.benchmarks.sportsim_visual"): _SIBLINGS,
-    ("training/visual_drills.py", "sportlens.benchmarks.visual_oracle"): _SIBLINGS,
-    ("training/visual_pretrain.py", "sportlens.benchmarks"): _SIBLINGS,
-}
-
 
 @dataclass(frozen=True)
 class Arrow:
@@ -80,21 +39,21 @@ class Arrow:
 
     @property
     def source(self) -> str:
-        return self.path.split("/")[0]
+        return "scripts" if self.path.startswith(SCRIPT_FOLDERS) else self.path.split("/")[0]
 
     @property
     def target(self) -> str:
         parts = self.module.split(".")
-        return parts[1] if len(parts) > 1 and parts[1] in LAYER_PACKAGES else "sportlens"
+        return parts[1] if len(parts) > 1 and parts[1] in LAYER_PACKAGES else "command"
 
     def breaks_the_layers(self) -> bool:
         return self.source != self.target and FLOORS[self.target] >= FLOORS[self.source]
 
 
 def module_name(path: Path) -> list[str]:
-    """The installed name of a file as parts: tools/video.py is sportlens.tools.video, sportlens/cli.py sportlens.cli."""
+    """The installed name of a file as parts: tools/video.py is sportlens.tools.video, command/cli.py sportlens.cli."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return parts if parts[0] == "sportlens" else ["sportlens", *parts]
+    return ["sportlens", *(parts[1:] if parts[0] == "command" else parts)]
 
 
 def imported_modules(node: ast.Import | ast.ImportFrom, importer: list[str], is_package: bool) -> list[str]:
@@ -136,7 +95,7 @@ class _Imports(ast.NodeVisitor):
 
 
 def layer_modules() -> list[Path]:
-    return sorted(path for folder in FLOORS for path in (ROOT / folder).rglob("*.py"))
+    return sorted(path for folder in FLOORS if folder != "scripts" for path in (ROOT / folder).rglob("*.py"))
 
 
 def arrows() -> list[Arrow]:
@@ -152,18 +111,22 @@ def arrows() -> list[Arrow]:
 def test_module_names_and_relative_imports_resolve_to_their_layer():
     init = ROOT / "agent" / "backends" / "__init__.py"
     assert module_name(ROOT / "tools" / "video.py") == ["sportlens", "tools", "video"]
-    assert module_name(ROOT / "sportlens" / "cli.py") == ["sportlens", "cli"]
+    assert module_name(ROOT / "command" / "cli.py") == ["sportlens", "cli"]
     up_two = ast.parse("from ..tools import frames").body[0]
     assert imported_modules(up_two, ["sportlens", "agent", "loop"], False) == ["sportlens.tools"]
     assert imported_modules(ast.parse("from . import base").body[0], module_name(init)[:-1], True) == [
         "sportlens.agent.backends"
     ]
-    assert imported_modules(ast.parse("from sportlens import cli, models").body[0], ["sportlens", "x"], False) == [
-        "sportlens.cli", "sportlens.models"
+    assert imported_modules(ast.parse("from sportlens import cli, trace").body[0], ["sportlens", "x"], False) == [
+        "sportlens.cli", "sportlens.trace"
     ]
     assert Arrow("service/jobs.py", 1, "sportlens.cli", True).breaks_the_layers()
-    assert Arrow("training/grpo.py", 1, "sportlens.benchmarks.judge", False).breaks_the_layers()
-    assert not Arrow("sportlens/cli.py", 1, "sportlens.training.commands", True).breaks_the_layers()
+    assert Arrow("benchmarks/runner.py", 1, "sportlens.training.grpo", True).breaks_the_layers()
+    assert Arrow("service/worker.py", 1, "sportlens.training.sft", False).breaks_the_layers()
+    assert not Arrow("training/grpo.py", 1, "sportlens.benchmarks.judge", False).breaks_the_layers()
+    assert not Arrow("benchmarks/perf/service_api.py", 1, "sportlens.service.app", False).breaks_the_layers()
+    assert Arrow("benchmarks/scoring.py", 1, "sportlens.service.app", False).breaks_the_layers()
+    assert not Arrow("command/cli.py", 1, "sportlens.training.commands", True).breaks_the_layers()
     assert not Arrow("tools/video.py", 1, "sportlens.tools.frames", False).breaks_the_layers()
 
 
@@ -171,18 +134,27 @@ def test_imports_point_down_the_layers():
     found = arrows()
     between = [arrow for arrow in found if arrow.source != arrow.target]
     breaking = [arrow for arrow in between if arrow.breaks_the_layers()]
-    new = [arrow for arrow in breaking if (arrow.path, arrow.module) not in KNOWN_VIOLATIONS]
-    gone = sorted(set(KNOWN_VIOLATIONS) - {(arrow.path, arrow.module) for arrow in breaking})
     print(f"\nlayers: {len(layer_modules())} modules, {len(between)} imports between layers "
-          f"({sum(a.in_function for a in between)} inside functions); {len(breaking)} point up or between siblings "
-          f"({sum(a.in_function for a in breaking)} inside functions), {len(breaking) - len(new)} of them known "
-          f"({len(KNOWN_VIOLATIONS)} allow-list entries), {len(new)} new; {len(gone)} allow-list entries gone")
-    assert not new, f"imports that point up the layers ({ORDER}):\n" + "\n".join(
-        f"  {a.path}:{a.line} imports {a.module} ({a.source} -> {a.target})" for a in new
+          f"({sum(a.in_function for a in between)} inside functions), {len(breaking)} point up")
+    assert not breaking, f"imports that point up the layers ({ORDER}):\n" + "\n".join(
+        f"  {a.path}:{a.line} imports {a.module} ({a.source} -> {a.target})" for a in breaking
     )
-    assert not gone, "fixed, so remove from KNOWN_VIOLATIONS in tests/test_layers.py:\n" + "\n".join(
-        f"  {path} -> {module}" for path, module in gone
-    )
+
+
+def test_the_layers_import_from_the_repository_root_without_the_installed_package(tmp_path):
+    """Python puts the working folder first on its path, so a root folder named ``sportlens`` would shadow the
+    package wherever no editable install maps it (a plain install, the GPU run's linked source tree): linked like
+    ``benchmarks/gpu/run_full.sh`` links them, run from the root with site's path hooks off, every layer imports."""
+    package = tmp_path / "sportlens"
+    package.mkdir()
+    for module in (ROOT / "command").glob("*.py"):
+        (package / module.name).symlink_to(module)
+    for layer in LAYER_PACKAGES:
+        (package / layer).symlink_to(ROOT / layer)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), sysconfig.get_paths()["purelib"]])}
+    imports = "import sportlens.cli, sportlens.tools.frames, sportlens.agent.loop"
+    run = subprocess.run([sys.executable, "-S", "-c", imports], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ and vLLM load it unchanged.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from sportlens.agent.checkpoint_files import weights_sha256
 from sportlens.agent.records import PROTOCOL_VERSION
 
 # The protocol needs these as single tokens: the chat turns, the image placeholders, and the tool-call tags.
@@ -86,41 +86,48 @@ def save_checkpoint(model, processor, out: str | Path, *, parent: str | Path, st
     return out
 
 
-def weights_sha256(model_dir: str | Path) -> str:
-    """The SHA-256 of a checkpoint's ``model.safetensors``, recorded in an exported manifest as ``weights_sha256``."""
-    digest = hashlib.sha256()
-    with open(Path(model_dir) / "model.safetensors", "rb") as weights:
-        for block in iter(lambda: weights.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export(source: str | Path, out: str | Path, *, calibration: str | Path | None = None,
-           eval_summary: str | Path | None = None, name: str | None = None) -> Path:
+           eval_summary: str | Path | None = None, name: str | None = None,
+           max_thought_chars: int | None = None) -> Path:
     """Copy a trained checkpoint to ``out`` as the served model: merged weights, manifest, calibration beside them.
 
-    The calibration artifact is copied to ``out/calibration.json`` and named in the manifest; the evaluation
-    summary (a JSON file, e.g. a benchmark report's summary) is embedded. The result is loaded once with the
+    ``max_thought_chars``: the longest thought the model was trained and calibrated to write; constrained turns of
+    `ask`, `bench` and the service allow it (``agent.checkpoint_files.checkpoint_thought_chars``).
+
+    The calibration artifact must have been made for ``source`` (its name and weights); it is written to
+    ``out/calibration.json`` under the exported model's name (the weights are the same) and named in the manifest, so
+    that answers of the exported model carry its sets. The evaluation summary (a JSON file, e.g. a benchmark report's
+    summary) is embedded. The result is loaded once with the
     transformers backend before this returns, so a checkpoint that does not serve is never exported.
     """
     from sportlens.agent.backends.transformers_local import TransformersBackend
+    from sportlens.agent.conformal import CalibrationArtifact, CalibrationError, model_sha256
 
     source, out = Path(source), Path(out)
     check_base_model(source)
     if out.exists() and any(out.iterdir()):
         raise CheckpointError(f"{out} is not empty; choose an empty or new directory")
+    artifact = None
+    if calibration is not None:
+        try:
+            artifact = CalibrationArtifact.load(calibration)
+            artifact.check_model(read_manifest(source).get("name") or source.resolve().name, model_sha256(source))
+        except CalibrationError as error:
+            raise CheckpointError(f"{calibration}: {error}") from None
     if (source / "adapter_config.json").is_file():
         raise CheckpointError(f"{source} holds LoRA adapters; the training stages write merged checkpoints")
     shutil.copytree(source, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("trainer"))  # not its optimizer
     manifest = read_manifest(source)
     manifest["name"] = name or out.resolve().name
-    if calibration is not None:
-        shutil.copyfile(calibration, out / CALIBRATION)
+    if artifact is not None:
+        artifact.model_copy(update={"model": manifest["name"]}).save(out / CALIBRATION)
         manifest["calibration_artifact"] = CALIBRATION
     else:
         (out / CALIBRATION).unlink(missing_ok=True)
         manifest["calibration_artifact"] = None
     manifest["eval_summary"] = json.loads(Path(eval_summary).read_text()) if eval_summary else None
+    if max_thought_chars is not None:
+        manifest["max_thought_chars"] = max_thought_chars
     manifest["weights_sha256"] = weights_sha256(out)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     backend = TransformersBackend(out)  # raises BackendError when it would not serve

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from sportlens.benchmarks.commands import DATASET_FORMATS, SAMPLER_HELP
+from sportlens.tools.usage import UsageError
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -53,6 +54,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--calibration", type=Path, help="calibration artifact (`sportlens calibrate`) to ship with it")
     export.add_argument("--eval-summary", type=Path, help="JSON evaluation summary to record in the manifest")
     export.add_argument("--name", help="the model's name (default: the directory's name)")
+    export.add_argument("--max-thought-chars", type=int, help="the longest thought the model writes (a scanning "
+                        "model's is long); constrained turns allow it")
     export.set_defaults(run=_export)
     show = actions.add_parser("show", help="print a checkpoint's manifest")
     show.add_argument("checkpoint", type=Path)
@@ -68,7 +71,6 @@ def _keys(stage: str) -> str:
 def _distill(args: argparse.Namespace) -> int:
     from sportlens.agent.loop import AgentSettings
     from sportlens.benchmarks.loaders import DatasetError, load_dataset
-    from sportlens.cli import UsageError
     from sportlens.training.distill import distill
 
     if bool(args.teacher_url) != bool(args.teacher_model):
@@ -110,7 +112,6 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sportlens.cli import UsageError
     from sportlens.training.checkpoint import CheckpointError, check_base_model
     from sportlens.training.config import ConfigError, GRPOStageConfig, SFTStageConfig, load_config
     from sportlens.training.distill import DistillDataError, load_conversations
@@ -137,12 +138,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from sportlens.agent.backends.base import BackendError
-    from sportlens.cli import UsageError
     from sportlens.training.checkpoint import CheckpointError, export
 
     try:
         out = export(args.checkpoint, args.out, calibration=args.calibration, eval_summary=args.eval_summary,
-                     name=args.name)
+                     name=args.name, max_thought_chars=args.max_thought_chars)
     except (CheckpointError, BackendError, OSError, json.JSONDecodeError) as error:
         raise UsageError(str(error)) from error
     print(f"exported to {out}; serve it with `sportlens ask --model {out}` or `sportlens serve`")
@@ -150,7 +150,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from sportlens.cli import UsageError
     from sportlens.training.checkpoint import read_manifest
 
     if not (args.checkpoint / "config.json").is_file():

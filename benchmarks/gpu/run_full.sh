@@ -40,10 +40,9 @@ fi
 # pyproject maps the top-level folders to sportlens.<layer>; without installing, link them under one package.
 source_root=$(mktemp -d)
 mkdir "$source_root/sportlens"
-ln -s "$PWD"/sportlens/*.py "$source_root/sportlens/"
+ln -s "$PWD"/command/*.py "$source_root/sportlens/"
 for layer in tools agent training service benchmarks; do ln -s "$PWD/$layer" "$source_root/sportlens/$layer"; done
-# PYTHONSAFEPATH: `python -m` must not put the working folder (whose sportlens/ holds only the top layer) first.
-export PYTHONPATH=$source_root${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1
+export PYTHONPATH=$source_root${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 # Fail in seconds, not after the data is made, when a carried wheel does not fit what the machine has.
 "$python" -c 'import torch, transformers, trl, datasets, av, xgrammar, pydantic
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "transformers", transformers.__version__,

@@ -30,7 +30,7 @@ import uvicorn
 from sportlens.agent.backends.base import ChatMessage, Generation
 from sportlens.agent.loop import answer_question
 from sportlens.service.app import create_app
-from sportlens.ports import free_port
+from sportlens.tools.ports import free_port
 from sportlens.service.embedded_redis import EmbeddedRedis
 from sportlens.service.settings import ServiceSettings
 from sportlens.tools.testclips import write_index_clip

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from sportlens.ports import free_port
+from sportlens.tools.ports import free_port
 from sportlens.service.auth import hash_key
 from sportlens.service.embedded_redis import EmbeddedRedis
 

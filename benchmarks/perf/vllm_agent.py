@@ -32,7 +32,7 @@ from sportlens import vllm_server
 from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
 from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import Trajectory
-from sportlens.ports import free_port
+from sportlens.tools.ports import free_port
 from sportlens.tools.testclips import write_index_clip
 from sportlens.tools.video import Video
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from sportlens.agent.checkpoint_files import SHIPPED_MODEL_DIR
 from sportlens.agent.records import Result
 from sportlens.tools.testclips import write_audio_only, write_index_clip, write_truncated
 
@@ -32,12 +33,15 @@ def test_ask_prints_a_readable_trace(clip, demo_model_dir, sportlens):
     assert "looked at 8 frames" in out and "turn 1 (" in out and "answer: " in out
 
 
-def test_default_model_is_built_on_first_use(clip, tmp_path, sportlens):
+def test_the_default_model_is_the_shipped_one_and_nothing_is_built(clip, tmp_path, sportlens):
     run = sportlens("ask", clip, "Who scored?", "--options", "A) red;B) blue", "--max-turns", "1", "--json",
                     env_home=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert (tmp_path / "models" / "demo" / "config.json").is_file()
-    assert json.loads(run.stdout)["trajectory"]["answer"] in {"A", "B"}
+    assert not (tmp_path / "models").exists()  # the random-weight demo model is a test fixture now, built on request
+    result = json.loads(run.stdout)
+    shipped = json.loads((SHIPPED_MODEL_DIR / "manifest.json").read_text())["name"]
+    assert result["trajectory"]["model"] == shipped and result["trajectory"]["answer"] in {"A", "B"}
+    assert result["prediction_set"], "the shipped model answers with the calibration it carries"
 
 
 def test_make_demo_model_refuses_a_non_empty_directory(tmp_path, sportlens):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sportlens import vllm_env, vllm_server
-from sportlens.ports import free_port
+from sportlens.tools.ports import free_port
 
 MAX_MODEL_LEN = 12288  # 8 initial frames + 8 per call over 3 turns fit (≈300 tokens a frame); 45 frames do not
 

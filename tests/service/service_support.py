@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from sportlens.ports import free_port
+from sportlens.tools.ports import free_port
 
 KEY_A, KEY_B, KEY_C = "key-a-0123456789abcdef", "key-b-0123456789abcdef", "key-c-0123456789abcdef"
 

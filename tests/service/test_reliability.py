@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from service_support import service_env
 
-from sportlens.ports import free_port
+from sportlens.tools.ports import free_port
 
 RECOVERY_BOUND_S = 30
 

