@@ -18,9 +18,14 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 from sportlens.agent import conformal
 from sportlens.agent.conformal import CalibrationError
 from sportlens.agent.records import Result
+
+matplotlib.use("Agg")  # the figures only go to files
 
 ALPHAS = (0.05, 0.1, 0.2)
 CLOSED_METHODS = ("lac", "aps", "lac-mondrian", "aps-mondrian")
@@ -135,11 +140,6 @@ def markdown_table(rows: Sequence[dict]) -> str:
 
 def plot(rows: Sequence[dict], path: Path) -> None:
     """Calibration plot: empirical coverage against the 1−α target, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figure, axis = plt.subplots(figsize=(6, 5))
     axis.plot([0.75, 1.0], [0.75, 1.0], color="grey", linestyle="--", label="coverage = 1−α")
     for method in dict.fromkeys(row["method"] for row in rows):

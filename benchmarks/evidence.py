@@ -12,14 +12,22 @@ the verdict, with an exact sign test on the questions the two compared rows answ
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
 from sportlens.benchmarks.report import accuracy, summarize
 from sportlens.benchmarks.runner import RESULTS_FILE, BenchRecord, latest, read_records
+
+matplotlib.use("Agg")  # the figures only go to files
 
 
 @dataclass(frozen=True)
@@ -189,12 +197,6 @@ def verdict_sentence(table: dict, verdict: dict) -> str:
 
 def plot(table: dict, path: Path) -> Path:
     """Two panels: accuracy on event questions per row (average frames above each bar), accuracy per event type."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     rows, kinds = list(table["rows"].values()), table["event_types"]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     values = [(row["event_accuracy"] or {}).get("accuracy") or 0 for row in rows]
@@ -233,9 +235,6 @@ def write(table: dict, out: Path, *, title: str, appendix: str = "") -> list[Pat
 
 def main(argv: list[str] | None = None) -> int:
     """The table for results written by `sportlens bench` runs, each row one run of one folder."""
-    import argparse
-    import sys
-
     parser = argparse.ArgumentParser(prog="python -m sportlens.benchmarks.evidence", description=main.__doc__)
     parser.add_argument("--row", action="append", required=True, metavar="KEY=LABEL=FOLDER[=RUN]",
                         help="a row: the run RUN (default: agent) of the bench results in FOLDER")

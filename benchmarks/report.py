@@ -18,12 +18,16 @@ from datetime import datetime
 from itertools import combinations
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 from sportlens.agent.records import PROTOCOL_VERSION, Trajectory
 from sportlens.benchmarks.judge import JUDGE_VERSION, judge_settings
 from sportlens.benchmarks.runner import BenchRecord, latest
 from sportlens.benchmarks.scoring import BOX_HIT_IOU
+
+matplotlib.use("Agg")  # the figures only go to files
 
 GROUPS = ("task", "level", "sport", "dimension", "split")
 
@@ -253,11 +257,6 @@ def _judges_markdown(judge: dict) -> str:
 
 def plot(report: dict, out: Path) -> list[Path]:
     """accuracy_vs_frames.png (one point per run) and accuracy_by_task.png (bars per task, a colour per run)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     runs = list(report["runs"])
     paths = []
     figure, axes = plt.subplots(figsize=(6, 4))
@@ -285,8 +284,6 @@ def plot(report: dict, out: Path) -> list[Path]:
 
 def _save_accuracy_plot(figure, axes, title: str, path: Path) -> Path:
     """The accuracy axis (0–105 %), the title, and the PNG written; the figure is closed."""
-    import matplotlib.pyplot as plt
-
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(0, 105)
     axes.set_title(title)

@@ -21,6 +21,7 @@ import av
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel
+from tqdm import tqdm
 
 from sportlens.agent.backends.base import BackendError, ModelBackend
 from sportlens.agent.loop import AgentSettings, answer_question
@@ -142,8 +143,6 @@ def run_benchmark(
     stills = _StillClips(out / "stills")
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(todo), desc="questions", unit="q", dynamic_ncols=True)
     with open(results_path, "a") as sink, ThreadPoolExecutor(concurrency) as pool:
         futures = [pool.submit(_ask, dataset, run, item, backend_for, judge, box_units, stills) for run, item in todo]

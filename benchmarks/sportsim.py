@@ -24,6 +24,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+from tqdm import tqdm
+
 from sportlens.benchmarks.sportsim_encoding import write_clip
 from sportlens.benchmarks.sportsim_questions import DIMENSIONS, EVENT_OF_TASK, questions
 from sportlens.benchmarks.sportsim_rules import RULES, SPORTS
@@ -84,8 +86,6 @@ def generate(
         pool = ProcessPoolExecutor(workers)
         results = pool.map(_one_clip, *zip(*jobs))
     if progress:
-        from tqdm import tqdm
-
         results = tqdm(results, total=n, desc="clips", unit="clip")
     try:
         done = list(results)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from tqdm import tqdm
 
 from sportlens.agent.records import QAItem
 from sportlens.benchmarks.sportsim_simulation import SPLIT_PATTERN
@@ -276,8 +277,6 @@ def generate(out: str | os.PathLike[str], *, n: int, seed: int = 0, workers: int
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     results = pool.map(_one_clip, *zip(*jobs)) if pool else map(_one_clip, *zip(*jobs))
     if progress:
-        from tqdm import tqdm
-
         results = tqdm(results, total=n, desc="clips", unit="clip")
     try:
         done = list(results)

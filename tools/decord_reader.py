@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import av
+import decord
 import numpy as np
 from PIL import Image
 
@@ -18,8 +19,6 @@ class DecordReader:
     name = "decord"
 
     def __init__(self, path: str, threads: int):
-        import decord
-
         decord.logging.set_level(decord.logging.QUIET)  # its FFmpeg logs to stderr; failures reach us as errors
         self.path = path
         try:
@@ -42,8 +41,6 @@ class DecordReader:
         check_not_truncated(path, declared_s, self.duration_s, self.frames)
 
     def read(self, indices: list[int], size: tuple[int, int]) -> list[Frame]:
-        import decord
-
         try:
             batch = self._reader.get_batch(indices).asnumpy()
             starts = self._reader.get_frame_timestamp(indices)[:, 0]

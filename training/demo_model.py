@@ -24,7 +24,9 @@ from transformers import (
 )
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
+from sportlens.agent import protocol
 from sportlens.agent.records import PROTOCOL_VERSION
+from sportlens.benchmarks import sportsim_visual as visual
 
 CHAT_TEMPLATE_PATH = Path(__file__).with_name("qwen2_5_vl_chat_template.jinja")
 
@@ -149,9 +151,6 @@ def _visual_corpus() -> list[str]:
 
     The system prompt alone is ≈480 tokens in the demo tokenizer and ≈1/3 of a training sample's length.
     """
-    from sportlens.agent import protocol
-    from sportlens.benchmarks import sportsim_visual as visual
-
     system = protocol.system_message(total_frames=200, fps=2.0, initial_frames=8, frames_per_call=8, max_turns=5)
     words = [*visual.TEAM_RGB, *visual.PLACES, *visual.SIDES, *visual.KIND_WORDS.values(), *visual.SHAPE_WORDS,
              "circle", "triangle", *(p for rules in visual.PENALTIES.values() for p in rules.values()), *visual.SPORTS]

@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
 from sportlens.agent.loop import AgentSettings
 from sportlens.benchmarks.loaders import load_dataset
 from sportlens.benchmarks.oracle import OraclePolicy
@@ -34,8 +35,6 @@ def main() -> None:
     if args.oracle:
         backend_for = OraclePolicy
     else:
-        from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
-
         backend = OpenAIHTTPBackend(args.backend_url, args.model_name)
         backend_for = lambda item: backend  # noqa: E731
     runs = [RunSpec("agent", AgentSettings())]

@@ -35,6 +35,7 @@ from sportlens.agent.records import Trajectory
 from sportlens.tools.ports import free_port
 from sportlens.tools.testclips import write_index_clip
 from sportlens.tools.video import Video
+from sportlens.training.demo_model import build_demo_model
 
 SETTINGS = AgentSettings(max_turns=3, constrain=True, max_tokens_per_turn=128)
 OPTIONS = ["A) red", "B) blue"]
@@ -185,8 +186,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         if args.model is None:
-            from sportlens.training.demo_model import build_demo_model
-
             args.model = build_demo_model(scratch / "sportlens-demo")
         # Distinct lengths give every clip its own frames: no image is shared between questions or sets.
         clips = [write_index_clip(scratch / f"clip{i}.mp4", frames=240 + 7 * i, size=(640, 360), gop=60)
