@@ -144,7 +144,8 @@ def test_impossible_presets_schedules_and_checkpoint_intervals_are_refused(secti
 def test_the_full_run_evaluation_asks_every_row_with_its_sampler(tmp_path):
     from dataclasses import replace
 
-    from sportlens.training.full_run import CONFIGS, eval_rows, load_full_run
+    from sportlens.training.full_run import CONFIGS, load_full_run
+    from sportlens.training.full_run_eval import eval_rows
 
     config = load_full_run(CONFIGS / "full-run-cpu-smoke.yaml", tmp_path / "run")
     assert {row.run.settings.sampler for row in eval_rows(config)} == {"centred"}

@@ -119,7 +119,8 @@ def test_a_bad_config_is_refused_before_anything_runs(tmp_path, capsys):
 def test_rows_evaluated_in_processes_answer_every_question(smoke_run, tmp_path):
     from dataclasses import replace
 
-    from sportlens.training.full_run import CONFIGS, _evaluate_in_processes, eval_rows, load_full_run
+    from sportlens.training.full_run import CONFIGS, load_full_run
+    from sportlens.training.full_run_eval import _evaluate_in_processes, eval_rows
 
     out, _ = smoke_run
     again = tmp_path / "run"
@@ -139,7 +140,10 @@ def test_rows_evaluated_in_processes_answer_every_question(smoke_run, tmp_path):
 
 def test_a_base_model_of_your_own_is_checked_linked_and_named_in_the_table(tmp_path):
     from sportlens.training.demo_model import build_demo_model
-    from sportlens.training.full_run import CONFIGS, Progress, _base, eval_rows, load_full_run
+    from sportlens.training.full_run import CONFIGS, load_full_run
+    from sportlens.training.full_run_eval import eval_rows
+    from sportlens.training.full_run_progress import Progress
+    from sportlens.training.full_run_stages import _base
 
     own = build_demo_model(tmp_path / "my-vlm", seed=1)  # stands for a pretrained checkpoint: another one than the demo's
     config = tmp_path / "run.yaml"
