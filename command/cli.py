@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
     register_benchmarks(commands)
 
-    from sportlens.vllm_server import register as register_vllm  # argparse only, like the service
+    from sportlens.vllm_command import register as register_vllm  # argparse only, like the service
 
     register_vllm(commands)
 
