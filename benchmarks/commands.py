@@ -11,13 +11,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from sportlens.agent.settings_flags import add_agent_flags, agent_settings
 from sportlens.tools.usage import UsageError
 
 DATASET_FORMATS = ("auto", "qa", "sportr", "deepsport", "videor1", "sportu")  # loaders.FORMATS, without importing it
 SYNTH_PRESETS = ("broadcast", "visual")
-SAMPLER_HELP = ('how frames are spread over the video and inside a tool call\'s range (tools/frames.py): "centred" '
-                '(the default: the centre of each of n equal bins) or "framethinker" (FrameThinker\'s linspace: the '
-                "first and last frame of the video, a range's own ends left out); serve, train and bench with one")
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -54,15 +52,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--resume", action="store_true", help="continue the results already in --out")
     bench.add_argument("--baselines", default="uniform8,uniform16,uniform32",
                        help='no-tool baselines run beside the agent, e.g. "uniform8,uniform16"; "none" for none')
-    bench.add_argument("--max-turns", type=int, default=5)
-    bench.add_argument("--max-thought-chars", type=int, default=None,
-                       help="with --constrain: the longest thought a turn may write (a model that scans many frames "
-                            "in its thought needs more; default: what the checkpoint's manifest names, else 200)")
-    bench.add_argument("--initial-frames", type=int, default=8)
-    bench.add_argument("--frames-per-call", type=int, default=8)
-    bench.add_argument("--sampler", default="centred", help=SAMPLER_HELP + "; the baselines use it too")
-    bench.add_argument("--constrain", action=argparse.BooleanOptionalAction, default=None,
-                       help="keep turns inside the protocol with a regex (default: on in-process, off over HTTP)")
+    add_agent_flags(bench, max_thought_chars=True, constrain=True, sampler_note="; the baselines use it too")
     bench.add_argument("--judge-url", action="append", default=[],
                        help="OpenAI-compatible server of a judge for open answers; repeat it for a panel")
     bench.add_argument("--judge-model", action="append", default=[],
@@ -146,11 +136,10 @@ def _bench(args: argparse.Namespace) -> int:
         dataset = load_dataset(args.dataset, args.format)
         artifact = CalibrationArtifact.load(args.calibration) if args.calibration else None
         constrain = args.constrain if args.constrain is not None else not (args.backend_url or args.oracle)
-        agent = AgentSettings(initial_frames=args.initial_frames, frames_per_call=args.frames_per_call,
-                              max_turns=args.max_turns, constrain=constrain, sampler=args.sampler,
-                              max_thought_chars=args.max_thought_chars or (AgentSettings.max_thought_chars if args.oracle
-                                                                      else thought_chars(args.model, args.backend_url)),
-                              score_options=args.score_options, answer_samples=args.samples)
+        thought = args.max_thought_chars or (AgentSettings.max_thought_chars if args.oracle
+                                             else thought_chars(args.model, args.backend_url))
+        agent = agent_settings(args, constrain=constrain, max_thought_chars=thought, score_options=args.score_options,
+                               answer_samples=args.samples)
         agent = calibrated_settings(agent, artifact, closed=True, samples=args.samples or 10)
         runs = standard_runs(_baselines(args.baselines), constrain=constrain, agent=agent)
         judge = panel_from_flags(args.judge_url, args.judge_model, args.judge_api_key, args.judge_panel)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from sportlens.agent.models import default_model_dir, demo_model_dir
+from sportlens.agent.settings_flags import add_agent_flags, agent_settings
 from sportlens.tools.usage import EXIT_BAD_INPUT, UsageError
 
 
@@ -36,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from sportlens.benchmarks.commands import SAMPLER_HELP  # argparse only, like the subcommands registered below
-
     parser = argparse.ArgumentParser(prog="sportlens", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -49,16 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--backend-url", help="an OpenAI-compatible server (vLLM) instead of in-process")
     ask.add_argument("--model-name", help="the model's name on that server")
     ask.add_argument("--api-key", default=os.environ.get("SPORTLENS_BACKEND_API_KEY"))
-    ask.add_argument("--max-turns", type=int, default=5)
-    ask.add_argument("--initial-frames", type=int, default=8)
-    ask.add_argument("--frames-per-call", type=int, default=8)
-    ask.add_argument("--sampler", default="centred", help=SAMPLER_HELP)
-    ask.add_argument(
-        "--constrain",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="keep every turn inside the protocol with a regex (default: on in-process, off over HTTP)",
-    )
+    add_agent_flags(ask, constrain=True)
     ask.add_argument("--json", action="store_true", help="print the Result record as JSON")
     ask.add_argument("--calibration", type=Path, help="a calibration artifact: answer with a conformal prediction set "
                      "(default with the shipped model: the one it carries)")
@@ -105,7 +95,7 @@ def _ask(args: argparse.Namespace) -> int:
     from sportlens.agent.checkpoint_files import checkpoint_calibration
     from sportlens.agent.conformal import (CalibrationArtifact, CalibrationError, apply_calibration,
                                            calibrated_settings, model_sha256)
-    from sportlens.agent.loop import AgentSettings, answer_question
+    from sportlens.agent.loop import answer_question
     from sportlens.agent.models import check_model_choice, thought_chars
     from sportlens.agent.protocol import parse_options
     from sportlens.agent.records import Result
@@ -125,11 +115,8 @@ def _ask(args: argparse.Namespace) -> int:
             if args.calibration:
                 raise UsageError(f"a {artifact.method} calibration needs a closed question (--options)")
             artifact = None  # the shipped calibration covers closed questions only
-        settings = calibrated_settings(AgentSettings(
-            initial_frames=args.initial_frames,
-            frames_per_call=args.frames_per_call,
-            max_turns=args.max_turns,
-            sampler=args.sampler,
+        settings = calibrated_settings(agent_settings(
+            args,
             constrain=args.constrain if args.constrain is not None else args.backend_url is None,
             max_thought_chars=thought_chars(args.model, args.backend_url),
         ), artifact, closed=True, samples=args.samples)

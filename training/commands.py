@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from sportlens.benchmarks.commands import DATASET_FORMATS, SAMPLER_HELP
+from sportlens.agent.settings_flags import add_agent_flags, agent_settings
+from sportlens.benchmarks.commands import DATASET_FORMATS
 from sportlens.tools.usage import UsageError
 
 
@@ -30,10 +31,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                          "has splits, else every question: Video-R1 and SPORTU files have none)")
     distill.add_argument("--types", default="choice,yes_no,box,open", help="answer types to distill, comma-separated")
     distill.add_argument("--limit", type=int, help="only the first N questions (after the filters)")
-    distill.add_argument("--max-turns", type=int, default=5)
-    distill.add_argument("--initial-frames", type=int, default=8)
-    distill.add_argument("--frames-per-call", type=int, default=8)
-    distill.add_argument("--sampler", default="centred", help=SAMPLER_HELP)
+    add_agent_flags(distill)
     distill.add_argument("--temperature", type=float, default=0.0, help="the teacher's sampling temperature")
     distill.set_defaults(run=_distill)
 
@@ -69,15 +67,13 @@ def _keys(stage: str) -> str:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from sportlens.agent.loop import AgentSettings
     from sportlens.benchmarks.loaders import DatasetError, load_dataset
     from sportlens.training.distill import distill
 
     if bool(args.teacher_url) != bool(args.teacher_model):
         raise UsageError("--teacher-url and --teacher-model go together (or neither, for the SportSim oracle)")
     try:
-        settings = AgentSettings(initial_frames=args.initial_frames, frames_per_call=args.frames_per_call,
-                                 max_turns=args.max_turns, temperature=args.temperature, sampler=args.sampler)
+        settings = agent_settings(args, temperature=args.temperature)
         dataset = load_dataset(args.dataset, args.format)
     except (ValueError, DatasetError) as error:
         raise UsageError(str(error)) from error

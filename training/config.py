@@ -14,7 +14,8 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
-from sportlens.benchmarks.commands import SAMPLER_HELP, SYNTH_PRESETS
+from sportlens.agent.settings_flags import SAMPLER_HELP
+from sportlens.benchmarks.commands import SYNTH_PRESETS
 from sportlens.tools.frames import SAMPLERS
 from sportlens.training.rewards import PRESETS, REWARDS
 
