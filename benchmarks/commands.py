@@ -11,10 +11,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from sportlens.agent.backends.base import BackendError
+from sportlens.agent.conformal import CalibrationArtifact, CalibrationError, apply_calibration, calibrated_settings
+from sportlens.agent.loop import AgentSettings
+from sportlens.agent.models import check_model_choice, open_backend, thought_chars
 from sportlens.agent.settings_flags import add_agent_flags, agent_settings
+from sportlens.benchmarks.judge import panel_from_flags
+from sportlens.benchmarks.loaders import FORMATS, DatasetError, load_dataset
 from sportlens.tools.usage import UsageError
 
-DATASET_FORMATS = ("auto", "qa", "sportr", "deepsport", "videor1", "sportu")  # loaders.FORMATS, without importing it
+# SportSim, the oracles, the runner and the report (matplotlib) are imported when `synth` or `bench` runs:
+# `sportlens --help` takes 0.6 s so, 0.8 to 1.1 s with them here (medians of 5 runs, twice, on a shared 2-core CPU).
+
+DATASET_FORMATS = FORMATS  # the choices of --format
 SYNTH_PRESETS = ("broadcast", "visual")
 
 
@@ -115,11 +124,6 @@ def _baselines(spec: str) -> list[int]:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from sportlens.agent.conformal import CalibrationArtifact, CalibrationError, calibrated_settings
-    from sportlens.agent.loop import AgentSettings
-    from sportlens.agent.models import check_model_choice, thought_chars
-    from sportlens.benchmarks.judge import panel_from_flags
-    from sportlens.benchmarks.loaders import DatasetError, load_dataset
     from sportlens.benchmarks.oracle import oracle_backends
     from sportlens.benchmarks.visual_oracle import oracle_for
     from sportlens.benchmarks.report import write_lmms_eval, write_report
@@ -206,8 +210,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _with_prediction_set(record, artifact):
     """The agent's answers get their conformal set; baselines and failed questions stay as they are."""
-    from sportlens.agent.conformal import apply_calibration
-
     result = record.result
     if record.run != "agent" or result is None or result.trajectory.answer is None:
         return record
@@ -217,9 +219,6 @@ def _with_prediction_set(record, artifact):
 
 
 def _model_backend(args: argparse.Namespace):
-    from sportlens.agent.backends.base import BackendError
-    from sportlens.agent.models import open_backend
-
     try:
         return open_backend(model_dir=args.model, backend_url=args.backend_url, model_name=args.model_name,
                             api_key=args.api_key)

@@ -18,8 +18,8 @@ from sportlens.agent.conformal import CalibrationArtifact, CalibrationError, mod
 from sportlens.agent.records import PROTOCOL_VERSION
 
 # transformers and torch (AutoTokenizer, the demo model's files, the transformers backend) wait in the functions that
-# use them: `sportlens models show CHECKPOINT` takes 0.55 s so and 7.0 s with them imported here (median of 5 runs,
-# shared 2-core CPU).
+# use them: `sportlens models show CHECKPOINT` takes 0.55 s so and 7.0 s with them imported here, and `sportlens
+# --help`, which imports this module, 0.6 s and 6.1 to 6.2 s (medians of 5 runs on a shared 2-core CPU).
 
 # The protocol needs these as single tokens: the chat turns, the image placeholders, and the tool-call tags.
 REQUIRED_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",

@@ -1,5 +1,6 @@
 """The full run's stages in order, each skipped when ``timings.json`` records it as done: synth → base → distill →
-vision → SFT → GRPO v1 and v2 → evaluation (``full_run_eval``) → export. The module ``full_run`` says what each does.
+vision → SFT → GRPO v1 and v2 → evaluation (``full_run_eval``) → export. ``full_run``'s docstring says what each
+does.
 """
 from __future__ import annotations
 
