@@ -31,6 +31,7 @@ from sportlens.agent.protocol import parse_turn
 from sportlens.agent.records import PROTOCOL_VERSION, QAItem, Trajectory
 from sportlens.benchmarks.scoring import BoxSpace, score_answer
 from sportlens.tools.frames import Frame
+from sportlens.tools.video import Video
 from sportlens.training.conversations import RecordingBackend
 from sportlens.training.rewards import format_ok
 
@@ -104,8 +105,6 @@ def distill(
     ``source`` and ``source_format`` (the loaders' layout it was read as) go into dataset.json, so a dataset says
     which annotation file, read how, its questions came from.
     """
-    from sportlens.tools.video import Video
-
     out = Path(out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     video_hashes: dict[Path, str] = {}

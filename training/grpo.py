@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 from dataclasses import asdict, replace
@@ -27,7 +28,9 @@ from pathlib import Path
 
 import torch
 import xgrammar as xgr
+from datasets import Dataset
 from transformers import GenerationConfig, TrainerCallback
+from transformers.utils import logging as transformers_logging
 from trl import GRPOConfig, GRPOTrainer
 
 from sportlens.agent.backends.base import ChatMessage
@@ -36,6 +39,7 @@ from sportlens.agent.loop import AgentSettings, answer_question
 from sportlens.agent.records import QAItem, Trajectory
 from sportlens.benchmarks.judge import OpenAIJudge
 from sportlens.benchmarks.loaders import load_dataset
+from sportlens.tools.video import Video
 from sportlens.training.checkpoint import check_base_model, save_checkpoint
 from sportlens.training.config import GRPOStageConfig
 from sportlens.training.conversations import RecordingBackend, assistant_mask, encode
@@ -151,8 +155,6 @@ class AgentGRPOTrainer(GRPOTrainer):
     def play(self, items: list[QAItem]) -> tuple[list[Trajectory], list[list[ChatMessage]], dict[str, bool]]:
         """One rollout per entry of ``items`` with the current policy: the trajectories, the conversations as the
         policy saw them, and (when probing) whether each item is solved from its initial frames alone."""
-        from sportlens.tools.video import Video
-
         if self._policy is None:  # the model is updated in place, so one backend serves every step
             model = self.accelerator.unwrap_model(self.model)
             self._policy = PolicyBackend(model, self.processing_class, self.policy_id)
@@ -243,11 +245,6 @@ def rollout_settings(config: GRPOStageConfig) -> AgentSettings:
 
 def train_grpo(config: GRPOStageConfig) -> dict:
     """Train one GRPO stage and write the merged checkpoint to ``config.output_dir``; returns its throughput."""
-    import tempfile
-
-    from datasets import Dataset
-    from transformers.utils import logging as transformers_logging
-
     check_base_model(config.model)
     dataset_file = load_dataset(config.data)  # broken records fail here, naming file and line
     items = [item for item in dataset_file.items if (config.split is None or item.split == config.split)

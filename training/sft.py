@@ -16,7 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
+from datasets import Dataset
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+from transformers.utils import logging as transformers_logging
+from trl import SFTConfig, SFTTrainer
 
 from sportlens.training.checkpoint import check_base_model, save_checkpoint
 from sportlens.training.config import SFTStageConfig
@@ -81,14 +85,10 @@ def load_model(model_dir: str, dtype_name: str, *, lora: bool, lora_r: int, lora
 
     ``weights_dir``: take the weights from there instead (a trainer checkpoint being resumed).
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     dtype = resolve_dtype(dtype_name)
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(weights_dir or model_dir, dtype=dtype)
     if lora:
-        from peft import LoraConfig, get_peft_model
-
         model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                                                  target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
     elif freeze_vision:
@@ -113,10 +113,6 @@ def _rough_tokens(messages: list[dict]) -> int:
 
 def train_sft(config: SFTStageConfig) -> dict:
     """Train one SFT stage and write the merged checkpoint to ``config.output_dir``; returns its throughput."""
-    from datasets import Dataset
-    from transformers.utils import logging as transformers_logging
-    from trl import SFTConfig, SFTTrainer
-
     check_base_model(config.model)  # before any weights load
     conversations = load_conversations(Path(config.data))  # broken records fail here, naming file and line
     transformers_logging.set_verbosity_error()
