@@ -14,6 +14,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
+from sportlens.agent.loop import AgentSettings
 from sportlens.agent.settings_flags import SAMPLER_HELP
 from sportlens.benchmarks.commands import SYNTH_PRESETS
 from sportlens.tools.frames import SAMPLERS
@@ -111,10 +112,10 @@ class GRPOStageConfig:
     max_steps: int = _help("optimizer steps (DeepSport: 300)", 300)
     max_seconds: float | None = _help("stop after the first step that ends this long into training; null: no limit",
                                       None)
-    max_turns: int = _help("assistant turns per rollout; the last must answer", 5)
-    initial_frames: int = _help("uniform frames in the first user turn", 8)
-    frames_per_call: int = _help("frames a choose_frames call returns", 8)
-    sampler: str = _help(SAMPLER_HELP, "centred")
+    max_turns: int = _help("assistant turns per rollout; the last must answer", AgentSettings.max_turns)
+    initial_frames: int = _help("uniform frames in the first user turn", AgentSettings.initial_frames)
+    frames_per_call: int = _help("frames a choose_frames call returns", AgentSettings.frames_per_call)
+    sampler: str = _help(SAMPLER_HELP, AgentSettings.sampler)
     max_tokens_per_turn: int = _help("generation budget of one turn", 256)
     temperature: float = _help("sampling temperature of the rollouts", 1.0)
     constrain: bool = _help("keep rollout turns inside the protocol with the regex constraint", False)
@@ -211,7 +212,7 @@ class DistillSettings:
     answer_types: list[str] = _help("answer types distilled (open answers need an LLM judge to be checked)",
                                     default_factory=lambda: ["choice", "yes_no", "box"])
     max_items: int | None = _help("distill at most this many questions of the train split; null: all", None)
-    max_turns: int = _help("the teacher's turn budget", 5)
+    max_turns: int = _help("the teacher's turn budget", AgentSettings.max_turns)
     drills_per_clip: int = _help("look drills per training clip of a SportSim visual set (training/visual_drills.py)", 0)
 
     def __post_init__(self) -> None:
@@ -244,14 +245,14 @@ class EvalSettings:
     answer_types: list[str] = _help("answer types asked (open answers need an LLM judge to be scored)",
                                     default_factory=lambda: ["choice", "yes_no", "box"])
     max_items: int | None = _help("ask at most this many questions, drawn in a fixed shuffled order; null: all", None)
-    max_turns: int = _help("the agent's turn budget", 5)
-    initial_frames: int = _help("uniform frames in the agent's first turn", 8)
-    frames_per_call: int = _help("frames a choose_frames call returns", 8)
+    max_turns: int = _help("the agent's turn budget", AgentSettings.max_turns)
+    initial_frames: int = _help("uniform frames in the agent's first turn", AgentSettings.initial_frames)
+    frames_per_call: int = _help("frames a choose_frames call returns", AgentSettings.frames_per_call)
     max_tokens_per_turn: int = _help("generation budget of one turn", 128)
     constrain: bool = _help("keep turns inside the protocol with the regex constraint (`sportlens bench`'s "
                             "in-process default)", True)
     uniform_frames: int = _help("frames of the no-tool baseline: one answering turn over this many uniform frames", 16)
-    sampler: str = _help(SAMPLER_HELP, "centred")
+    sampler: str = _help(SAMPLER_HELP, AgentSettings.sampler)
     no_tool_for: list[str] = _help("trained stages also asked without the tool (the first is the verdict's agent)",
                                    default_factory=lambda: ["grpo-v1"])
     chunk: int = _help("questions every row answers before any row goes on (a deadline cuts all rows alike)", 8)
