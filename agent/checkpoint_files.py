@@ -30,6 +30,12 @@ def weights_sha256(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def _manifest(model_dir: Path) -> dict | None:
+    """A checkpoint's manifest.json, or None when it has none."""
+    path = Path(model_dir) / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def verify_weights(model_dir: Path) -> None:
     """Raise ModelFilesError unless ``model.safetensors`` hashes to the manifest's ``weights_sha256``.
 
@@ -37,13 +43,13 @@ def verify_weights(model_dir: Path) -> None:
     (someone else's), passes: only a recorded hash is checked.
     """
     model_dir = Path(model_dir)
-    manifest_path = model_dir / "manifest.json"
-    if not manifest_path.is_file():
+    manifest = _manifest(model_dir)
+    if manifest is None:
         if model_dir == SHIPPED_MODEL_DIR:
             raise ModelFilesError(f"the shipped model is missing from {model_dir}; reinstall sportlens or name a "
                                   "checkpoint with --model")
         return
-    expected = json.loads(manifest_path.read_text()).get("weights_sha256")
+    expected = manifest.get("weights_sha256")
     if expected is not None and (not (model_dir / WEIGHTS).is_file() or weights_sha256(model_dir) != expected):
         raise ModelFilesError(f"{model_dir / WEIGHTS} does not match the SHA-256 in its manifest.json (corrupted or "
                               "altered); reinstall sportlens or name a checkpoint with --model")
@@ -54,10 +60,7 @@ def checkpoint_calibration(model_dir: Path) -> Path | None:
 
     Answers from such a checkpoint come with conformal prediction sets unless the caller names another artifact.
     """
-    manifest_path = Path(model_dir) / "manifest.json"
-    if not manifest_path.is_file():
-        return None
-    name = json.loads(manifest_path.read_text()).get("calibration_artifact")
+    name = (_manifest(model_dir) or {}).get("calibration_artifact")
     return Path(model_dir) / name if name and (Path(model_dir) / name).is_file() else None
 
 
@@ -68,6 +71,4 @@ def checkpoint_thought_chars(model_dir: Path) -> int:
     A constrained turn's thought is bounded (200 characters by default, so that an untrained model's noise ends); the
     shipped model scans up to 16 frames in its thought, about 600–900 characters, and says so in its manifest.
     """
-    manifest_path = Path(model_dir) / "manifest.json"
-    chars = json.loads(manifest_path.read_text()).get("max_thought_chars") if manifest_path.is_file() else None
-    return chars or AgentSettings.max_thought_chars
+    return (_manifest(model_dir) or {}).get("max_thought_chars") or AgentSettings.max_thought_chars

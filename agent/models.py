@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sportlens.agent.backends.base import BackendError, ModelBackend
 from sportlens.agent.backends.openai_http import OpenAIHTTPBackend
-from sportlens.agent.checkpoint_files import (SHIPPED_MODEL_DIR, ModelFilesError, checkpoint_thought_chars,
-                                              verify_weights)
+from sportlens.agent.checkpoint_files import (SHIPPED_MODEL_DIR, ModelFilesError, checkpoint_calibration,
+                                              checkpoint_thought_chars, verify_weights)
 from sportlens.agent.loop import AgentSettings
 
 # The transformers backend (torch, transformers) is imported when a checkpoint is opened in-process: `sportlens` imports
@@ -57,6 +57,14 @@ def thought_chars(model_dir: Path | None, backend_url: str | None) -> int:
     if backend_url:
         return AgentSettings.max_thought_chars
     return checkpoint_thought_chars(model_dir or default_model_dir())
+
+
+def carried_calibration(model_dir: Path | None, backend_url: str | None) -> Path | None:
+    """The calibration the shipped model carries when it is the model answering (neither a checkpoint nor a server
+    named), else None: `sportlens ask` and the service answer the default model with its prediction sets."""
+    if model_dir or backend_url:
+        return None
+    return checkpoint_calibration(default_model_dir())
 
 
 def open_backend(

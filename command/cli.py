@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from sportlens.agent.backends.base import BackendError
-from sportlens.agent.checkpoint_files import checkpoint_calibration
 from sportlens.agent.conformal import (CalibrationArtifact, CalibrationError, apply_calibration, calibrate,
                                        calibrated_settings, model_sha256)
 from sportlens.agent.loop import answer_question
-from sportlens.agent.models import check_model_choice, default_model_dir, demo_model_dir, open_backend, thought_chars
+from sportlens.agent.models import (carried_calibration, check_model_choice, default_model_dir, demo_model_dir,
+                                    open_backend, thought_chars)
 from sportlens.agent.protocol import parse_options
 from sportlens.agent.records import Result
 from sportlens.agent.settings_flags import add_agent_flags, agent_settings
@@ -104,9 +104,7 @@ def _ask(args: argparse.Namespace) -> int:
     try:
         check_model_choice(args.model, args.backend_url, args.model_name)
         options = parse_options(args.options) if args.options is not None else None
-        default = not (args.calibration or args.backend_url or args.model)
-        carried = checkpoint_calibration(default_model_dir()) if default else None  # the shipped model's own
-        path = args.calibration or carried
+        path = args.calibration or carried_calibration(args.model, args.backend_url)
         artifact = CalibrationArtifact.load(path) if path else None
         if artifact and artifact.method != "sample" and not options:
             if args.calibration:

@@ -8,9 +8,9 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from sportlens.agent.checkpoint_files import checkpoint_calibration
 from sportlens.agent.conformal import CalibrationArtifact
-from sportlens.agent.models import check_model_choice, default_model_dir, sportlens_home
+from sportlens.agent.models import (carried_calibration, check_model_choice, default_model_dir,
+                                    sportlens_home)
 
 
 class ServiceSettings(BaseSettings):
@@ -152,6 +152,5 @@ class ServiceSettings(BaseSettings):
 
         Without ``calibration``, the shipped model (no ``model_dir``, no ``backend_url``) answers with its own.
         """
-        shipped = self.model_dir is None and self.backend_url is None
-        path = self.calibration or (checkpoint_calibration(self.resolved_model_dir) if shipped else None)
+        path = self.calibration or carried_calibration(self.model_dir, self.backend_url)
         return CalibrationArtifact.load(path) if path else None
