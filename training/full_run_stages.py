@@ -34,7 +34,8 @@ def run(config: FullRunConfig, publish: Path | None = None, stop_after: str | No
 
     Stages that ``timings.json`` records as done are skipped, so a run killed (or stopped with ``stop_after``) is
     resumed by running it again on the same folder; an SFT stage with ``save_steps`` continues from its last
-    checkpoint. Returns None when it stops after a stage before the evaluation.
+    checkpoint. Returns None when it stops before the evaluation: after ``stop_after``, or when SFT ran out of its
+    ``max_seconds`` (not recorded as done, so the next ``--resume`` continues it).
     """
     out = config.out
     for folder in (out, out / "configs", *([publish] if publish else [])):
@@ -49,7 +50,11 @@ def run(config: FullRunConfig, publish: Path | None = None, stop_after: str | No
              ("grpo-v2", _grpo))
     for stage, step in steps:
         if stage not in progress.timings:
-            step(config, progress)
+            try:
+                step(config, progress)
+            except StageUnfinished as stopped:
+                print(f"full_run: {stopped}; run again with --resume to continue it", flush=True)
+                return None
         if stop_after == stage:
             return None
     table = evaluate(config, progress, publish)
@@ -58,6 +63,11 @@ def run(config: FullRunConfig, publish: Path | None = None, stop_after: str | No
         print(verdict_sentence(table, verdict).replace("**", ""), flush=True)
     write_evidence(config, table, progress, publish)
     return table
+
+
+class StageUnfinished(Exception):
+    """A stage stopped on its ``max_seconds`` before its last step: it is not recorded as done, so ``--resume``
+    continues it from its checkpoint instead of training the next stage on a half-trained model."""
 
 
 def _synth(config: FullRunConfig, progress: Progress) -> None:
@@ -122,7 +132,11 @@ def _write_stage_config(config: FullRunConfig, name: str, stage) -> None:
 def _sft(config: FullRunConfig, progress: Progress) -> None:
     _write_stage_config(config, "sft", config.sft)
     progress.start("sft", f"`sportlens train sft {config.out / 'configs' / 'sft.json'}`")
-    progress.done("sft", **train_sft(config.sft))
+    throughput = train_sft(config.sft)
+    if throughput["steps"] < throughput["planned_steps"]:
+        raise StageUnfinished(f"sft stopped after {config.sft.max_seconds:g} s at step {throughput['steps']} of "
+                              f"{throughput['planned_steps']}")
+    progress.done("sft", **throughput)
 
 
 def _grpo(config: FullRunConfig, progress: Progress) -> None:

@@ -163,6 +163,7 @@ def train_sft(config: SFTStageConfig) -> dict:
     tokens = max((float(e["num_tokens"]) for e in trainer.state.log_history if "num_tokens" in e), default=0.0)
     throughput = {
         "steps": result.global_step,
+        "planned_steps": trainer.state.max_steps,  # more than steps: stopped on max_seconds, resumable
         "resumed_from_step": resumed_from,
         "train_seconds": round(seconds, 2),
         "samples_per_s": round(samples / seconds, 3),

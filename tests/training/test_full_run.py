@@ -198,11 +198,18 @@ def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path,
         qa_written = (out / "sportsim" / "qa.jsonl").stat().st_mtime_ns
         assert main(["--config", str(config), "--out", str(out)]) == 2  # a used folder needs --resume
         assert "--resume" in capsys.readouterr().err
+        timed = tmp_path / "timed.yaml"  # SFT's time runs out after its first step
+        timed.write_text(VISUAL_SMOKE.replace("save_steps: 1}", "save_steps: 1, max_seconds: 0.001}"))
+        assert main(["--config", str(timed), "--out", str(out), "--resume"]) == 0
+        assert "sft stopped after 0.001 s at step 1 of 2; run again with --resume" in capsys.readouterr().out
+        assert list(json.loads((out / "timings.json").read_text())) == ["synth", "base", "distill", "vision"]
+        assert not (out / "grpo-v1").exists()  # nothing trains on the half-trained SFT
         assert main(["--config", str(config), "--out", str(out), "--resume", "--stop-after", "sft"]) == 0
     finally:
         torch.set_num_threads(threads)
     timings = json.loads((out / "timings.json").read_text())
     assert list(timings) == ["synth", "base", "distill", "vision", "sft"] and timings["sft"]["steps"] == 2
+    assert timings["sft"]["resumed_from_step"] == 1  # the time-limited invocation's checkpoint
     stages = [stage.get("stage") for stage in json.loads((out / "sft" / "manifest.json").read_text())["stages"]
               if isinstance(stage, dict)]
     assert stages[-2:] == ["vision", "sft"]  # SFT trained the checkpoint the vision stage wrote
