@@ -1,0 +1,54 @@
+"""The model `full_run --profile visual-cpu` trained from random weights in one run against the shipped model, on the
+same test questions (both runs synthesise seed 0 identically, so the questions and clips are the same): accuracy per
+question kind, frames, tool-call rate, and the paired split of questions only one of them got right.
+
+    python benchmarks/results/visual-cpu/session5-e2e/compare_with_shipped.py E2E_RESULTS [SHIPPED_RESULTS]
+
+Run from the repository root; SHIPPED_RESULTS defaults to session 4's 400 test answers of the shipped model.
+"""
+import json
+import sys
+from collections import defaultdict
+
+from sportlens.benchmarks.evidence import sign_test_p
+
+SHIPPED = "benchmarks/results/visual-cpu/session4-evidence/test-agent/results.jsonl"
+
+
+def answers(path: str) -> dict[str, dict]:
+    """item id → the agent run's record (with its result) of a `sportlens bench` results.jsonl."""
+    rows = (json.loads(line) for line in open(path))
+    return {r["item_id"]: r for r in rows if r.get("run", "agent") == "agent" and r.get("result")}
+
+
+def summary(records: list[dict]) -> str:
+    right = lambda rs: sum(r["result"]["trajectory"]["answer"] == r["reference"] for r in rs)
+    event = [r for r in records if r["event"]]
+    by_kind = defaultdict(list)
+    for r in records:
+        by_kind[r["task"]].append(r)
+    tool = sum(any(s["action"] == "choose_frames" for s in r["result"]["trajectory"]["steps"]) for r in event)
+    frames = sum(r["result"]["trajectory"]["frames_used"] for r in event) / len(event)
+    kinds = " | ".join(f"{100 * right(by_kind[k]) / len(by_kind[k]):.1f}" for k in sorted(by_kind))
+    return (f"{100 * right(records) / len(records):.1f} | {100 * right(event) / len(event):.1f} ({len(event)}) | "
+            f"{kinds} | {frames:.2f} | {tool / len(event):.3f}")
+
+
+def main() -> None:
+    e2e, shipped = answers(sys.argv[1]), answers(sys.argv[2] if len(sys.argv) > 2 else SHIPPED)
+    common = sorted(set(e2e) & set(shipped))
+    kinds = sorted({e2e[i]["task"] for i in common})
+    print(f"{len(common)} test questions answered by both\n")
+    print(f"| model | overall | event questions | {' | '.join(kinds)} | frames (event q.) | tool-call rate (event q.) |")
+    print("|---" * (5 + len(kinds)) + "|")
+    print(f"| one run from random weights | {summary([e2e[i] for i in common])} |")
+    print(f"| shipped (four sessions of resumed runs) | {summary([shipped[i] for i in common])} |")
+    ok = lambda r: r["result"]["trajectory"]["answer"] == r["reference"]
+    only_e2e = sum(ok(e2e[i]) and not ok(shipped[i]) for i in common)
+    only_shipped = sum(ok(shipped[i]) and not ok(e2e[i]) for i in common)
+    print(f"\npaired: {only_e2e} questions only the one-run model got right, {only_shipped} only the shipped one; "
+          f"exact sign test p = {sign_test_p(only_e2e, only_shipped):.3g}")
+
+
+if __name__ == "__main__":
+    main()
