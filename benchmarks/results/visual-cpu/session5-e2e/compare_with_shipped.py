@@ -21,8 +21,13 @@ def answers(path: str) -> dict[str, dict]:
     return {r["item_id"]: r for r in rows if r.get("run", "agent") == "agent" and r.get("result")}
 
 
+def correct(record: dict) -> bool:
+    """Whether the agent's answer is the item's reference letter."""
+    return record["result"]["trajectory"]["answer"] == record["reference"]
+
+
 def summary(records: list[dict]) -> str:
-    right = lambda rs: sum(r["result"]["trajectory"]["answer"] == r["reference"] for r in rs)
+    right = lambda rs: sum(map(correct, rs))
     event = [r for r in records if r["event"]]
     by_kind = defaultdict(list)
     for r in records:
@@ -43,9 +48,8 @@ def main() -> None:
     print("|---" * (5 + len(kinds)) + "|")
     print(f"| one run from random weights | {summary([e2e[i] for i in common])} |")
     print(f"| shipped (four sessions of resumed runs) | {summary([shipped[i] for i in common])} |")
-    ok = lambda r: r["result"]["trajectory"]["answer"] == r["reference"]
-    only_e2e = sum(ok(e2e[i]) and not ok(shipped[i]) for i in common)
-    only_shipped = sum(ok(shipped[i]) and not ok(e2e[i]) for i in common)
+    only_e2e = sum(correct(e2e[i]) and not correct(shipped[i]) for i in common)
+    only_shipped = sum(correct(shipped[i]) and not correct(e2e[i]) for i in common)
     print(f"\npaired: {only_e2e} questions only the one-run model got right, {only_shipped} only the shipped one; "
           f"exact sign test p = {sign_test_p(only_e2e, only_shipped):.3g}")
 
