@@ -25,17 +25,20 @@ Stages, each announced by a progress line when it starts and when it ends (its s
    conversations in ``distilled/`` (with ``drills_per_clip``, look drills beside them: ``visual_drills.py``).
 4. ``vision`` (SportSim visual, ``vision.steps`` > 0): the tower learns to read rendered frames through auxiliary
    read-out heads (``visual_pretrain.py``), into ``vision/``, which SFT then starts from; skipped otherwise.
-5. ``sft``, 6. ``grpo-v1``, 7. ``grpo-v2``: ``sportlens train sft|grpo`` on those, from ``base/`` and then from
-   ``sft/`` with DeepSport's gated tool reward v1 and v2; each writes a full checkpoint with its manifest, and its
-   stage config under ``configs/`` (``sportlens train grpo configs/grpo-v1.json`` repeats the stage alone).
-8. ``evaluate``: the held-out test questions through ``benchmarks.runner.run_benchmark`` for every row — the
+5. ``sft``, 6. ``anneal``, 7. ``grpo-v1``, 8. ``grpo-v2``: ``sportlens train sft|grpo`` on those, from ``base/``
+   (``vision/``), then a second SFT phase from ``sft/`` when the config has an ``anneal`` section (a lower,
+   decaying rate), then from the last SFT phase with DeepSport's gated tool reward v1 and v2; each writes a full
+   checkpoint with its manifest, and its stage config under ``configs/`` (``sportlens train grpo
+   configs/grpo-v1.json`` repeats the stage alone). An SFT phase with ``max_seconds`` stops unfinished and
+   ``--resume`` continues it from its last checkpoint.
+9. ``evaluate``: the held-out test questions through ``benchmarks.runner.run_benchmark`` for every row — the
    untrained model, SFT, SFT+GRPO v1 and v2 as agents, and trained weights answering once from 16 uniform frames
    without the tool — a chunk of questions at a time, the rows in turn (or side by side, a process each, with
    ``parallel``); when ``eval.max_seconds`` runs out, the table compares the rows on the questions all of them
    answered. Results in ``eval/<row>/results.jsonl``; the evidence table (``benchmarks.evidence``:
    ``evidence.json``, ``evidence.md``, ``evidence.png``) is rewritten after every chunk, and copied to
    ``--publish`` with ``timings.json`` each time.
-9. ``export``: ``sportlens models export`` of both GRPO checkpoints to ``export/``, their evaluation in the
+10. ``export``: ``sportlens models export`` of both GRPO checkpoints to ``export/``, their evaluation in the
    manifest — last, because the manifest records the evaluation; the weights are those evaluated.
 
 ``timings.json`` holds every stage's seconds and figures: clips/s, items/s, samples/s and tokens/s for SFT and
@@ -68,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-model", type=Path, help="start from this Qwen-VL-style checkpoint (overrides base_model)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a run in --out: skip the stages timings.json records as done")
-    parser.add_argument("--stop-after", choices=STAGES[:5], help="end after this stage (resume later with --resume)")
+    parser.add_argument("--stop-after", choices=STAGES[:6], help="end after this stage (resume later with --resume)")
     return parser
 
 

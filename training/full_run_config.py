@@ -24,7 +24,7 @@ from sportlens.training.config import (
 
 PROFILES = ("cpu-smoke", "cpu", "gpu", "visual-cpu")
 CONFIGS = Path(__file__).with_name("configs")
-STAGES = ("synth", "base", "distill", "vision", "sft", "grpo-v1", "grpo-v2", "evaluate", "export")
+STAGES = ("synth", "base", "distill", "vision", "sft", "anneal", "grpo-v1", "grpo-v2", "evaluate", "export")
 LABELS = {"base": "untrained demo model", "sft": "SFT", "grpo-v1": "SFT+GRPO (v1)", "grpo-v2": "SFT+GRPO (v2)"}
 TOP_KEYS = {
     "base_model": "a Qwen-VL-style checkpoint folder to start from (a pretrained VLM); null: the random-init demo model",
@@ -34,6 +34,8 @@ TOP_KEYS = {
     "distill": "the oracle teacher: " + ", ".join(f.name for f in fields(DistillSettings)),
     "vision": "the vision tower's auxiliary training before SFT: " + ", ".join(f.name for f in fields(VisionSettings)),
     "sft": "`sportlens train sft` keys but model, data and output_dir, which the run sets",
+    "anneal": "a second SFT phase from sft/ (keys as sft), e.g. at a lower, decaying rate; GRPO and the SFT row "
+              "take its weights; absent or null: none",
     "grpo": "`sportlens train grpo` keys but model, data, output_dir and reward: one section for v1 and v2",
     "eval": "the evaluation: " + ", ".join(f.name for f in fields(EvalSettings)),
 }
@@ -51,6 +53,7 @@ class FullRunConfig:
     grpo_v1: GRPOStageConfig
     grpo_v2: GRPOStageConfig
     eval: EvalSettings
+    anneal: SFTStageConfig | None = None
     cpu_threads: int | None = None
     parallel: bool = False
     base_model: Path | None = None
@@ -66,6 +69,9 @@ class FullRunConfig:
         return self.out / "sportsim" / "qa.jsonl"
 
     def checkpoint(self, stage: str) -> Path:
+        """A stage's folder; "sft" is the model SFT ended with: the anneal phase's, when the run has one."""
+        if stage == "sft" and self.anneal is not None:
+            return self.out / "anneal"
         return self.out / stage
 
 
@@ -91,7 +97,11 @@ def load_full_run(path: Path, out: Path, base_model: Path | None = None) -> Full
         return config_from_dict({**values, **fixed}, kind, source=f"{path} [{name}]")
 
     qa = str(out / "sportsim" / "qa.jsonl")
-    grpo = {"model": str(out / "sft"), "data": qa}
+    anneal = None
+    if raw.get("anneal") is not None:
+        anneal = section("anneal", SFTStageConfig, model=str(out / "sft"), data=str(out / "distilled"),
+                         output_dir=str(out / "anneal"))
+    grpo = {"model": str(out / ("sft" if anneal is None else "anneal")), "data": qa}
     threads = raw.get("cpu_threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ConfigError(f"{path}: cpu_threads must be a whole number ≥ 1 or null, not {threads!r}")
@@ -120,6 +130,7 @@ def load_full_run(path: Path, out: Path, base_model: Path | None = None) -> Full
         grpo_v1=section("grpo", GRPOStageConfig, **grpo, output_dir=str(out / "grpo-v1"), reward="v1"),
         grpo_v2=section("grpo", GRPOStageConfig, **grpo, output_dir=str(out / "grpo-v2"), reward="v2"),
         eval=section("eval", EvalSettings),
+        anneal=anneal,
         cpu_threads=threads,
         parallel=raw.get("parallel", False),
         base_model=base_model,

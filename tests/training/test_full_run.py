@@ -176,6 +176,7 @@ synth: {preset: visual, clips: 10, seed: 2, workers: 1}
 distill: {answer_types: [choice], max_items: 4, drills_per_clip: 1}
 vision: {steps: 2, batch_size: 4}
 sft: {learning_rate: 1.0e-3, max_steps: 2, batch_size: 2, freeze_vision: true, save_steps: 1}
+anneal: {learning_rate: 3.0e-4, lr_scheduler: cosine, max_steps: 1, batch_size: 2, save_steps: 1}
 grpo: {num_generations: 2, batch_size: 2, max_steps: 1, max_items: 2, max_turns: 2, max_tokens_per_turn: 12}
 eval: {max_items: 2, max_turns: 2, max_tokens_per_turn: 16, chunk: 2, no_tool_for: [grpo-v1]}
 """
@@ -204,15 +205,21 @@ def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path,
         assert "sft stopped after 0.001 s at step 1 of 2; run again with --resume" in capsys.readouterr().out
         assert list(json.loads((out / "timings.json").read_text())) == ["synth", "base", "distill", "vision"]
         assert not (out / "grpo-v1").exists()  # nothing trains on the half-trained SFT
-        assert main(["--config", str(config), "--out", str(out), "--resume", "--stop-after", "sft"]) == 0
+        stopped = json.loads((out / "unfinished.json").read_text())["sft"]
+        assert main(["--config", str(config), "--out", str(out), "--resume", "--stop-after", "anneal"]) == 0
     finally:
         torch.set_num_threads(threads)
     timings = json.loads((out / "timings.json").read_text())
-    assert list(timings) == ["synth", "base", "distill", "vision", "sft"] and timings["sft"]["steps"] == 2
+    assert list(timings) == ["synth", "base", "distill", "vision", "sft", "anneal"] and timings["sft"]["steps"] == 2
     assert timings["sft"]["resumed_from_step"] == 1  # the time-limited invocation's checkpoint
-    stages = [stage.get("stage") for stage in json.loads((out / "sft" / "manifest.json").read_text())["stages"]
+    assert timings["sft"]["earlier_invocations_s"] == stopped > 0  # its seconds count in the stage's
+    assert timings["sft"]["seconds"] > stopped and "sft" not in json.loads((out / "unfinished.json").read_text())
+    stages = [stage.get("stage") for stage in json.loads((out / "anneal" / "manifest.json").read_text())["stages"]
               if isinstance(stage, dict)]
-    assert stages[-2:] == ["vision", "sft"]  # SFT trained the checkpoint the vision stage wrote
+    assert stages[-3:] == ["vision", "sft", "sft"]  # SFT trained the vision stage's checkpoint, the anneal SFT's
+    loaded = load_full_run(config, out)
+    assert loaded.grpo_v1.model == loaded.grpo_v2.model == str(out.resolve() / "anneal")  # GRPO starts from it,
+    assert loaded.checkpoint("sft") == out.resolve() / "anneal"  # and the table's SFT row is it
     assert (out / "sportsim" / "qa.jsonl").stat().st_mtime_ns == qa_written  # done stages are not redone
     from safetensors.torch import load_file
 
