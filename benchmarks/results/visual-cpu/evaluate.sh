@@ -2,7 +2,7 @@
 # The evidence of issue 16 for a model trained by `python -m sportlens.training.full_run --profile visual-cpu`:
 #   benchmarks/results/visual-cpu/evaluate.sh RUN_DIR MODEL_DIR OUT_DIR [TEST_QUESTIONS] [VAL_QUESTIONS]
 # UNTRAINED=DIR names the untrained model (default RUN_DIR/base: a run started from random weights); LABEL the row's
-# name for MODEL_DIR (default "trained agent").
+# name for MODEL_DIR (default "trained agent"); TITLE the evidence table's.
 # On the run's held-out SportSim visual clips (split by video), with the same protocol settings everywhere:
 #   test-agent:     the trained agent, every option scored after its answer
 #   val:            the same on the val split → `sportlens calibrate` (LAC, α = 0.1) → calibration.json
@@ -16,6 +16,7 @@
 set -euo pipefail
 RUN=$1 MODEL=$2 OUT=$3 TESTS=${4:-400} VALS=${5:-200}
 UNTRAINED=${UNTRAINED:-$RUN/base} LABEL=${LABEL:-trained agent}
+TITLE=${TITLE:-"The trained model on SportSim visual's test split"}
 QA=$RUN/sportsim/qa.jsonl
 BIN=$(dirname "$(readlink -f "$0")")/../../../.venv/bin
 export OMP_NUM_THREADS=1
@@ -50,7 +51,7 @@ print(f"test answers with sets from the val calibration (LAC, alpha {artifact.al
       f"selective (answering only one-answer sets): {len(single) / len(results):.1%} answered, "
       f"{sum(r.label == r.trajectory.answer for r in single) / max(1, len(single)):.1%} of them right")
 PY
-"$BIN/python" -m sportlens.benchmarks.evidence --title "The shipped model on SportSim visual's test split" \
+"$BIN/python" -m sportlens.benchmarks.evidence --title "$TITLE" \
     --row "uniform16=same weights, 16 uniform frames, no tool=$OUT/test-uniform16" \
     --row "untrained=untrained (random weights)=$OUT/test-untrained" \
     --row "agent=$LABEL=$OUT/test-agent" \
