@@ -104,7 +104,11 @@ def test_the_full_run_profiles_load_with_their_paths_inside_the_output(tmp_path)
     for profile in PROFILES:
         config = load_full_run(CONFIGS / f"full-run-{profile}.yaml", tmp_path / "run")
         assert (config.grpo_v1.reward, config.grpo_v2.reward) == ("v1", "v2")
-        assert config.grpo_v1.model == config.grpo_v2.model == config.sft.output_dir == str(tmp_path / "run" / "sft")
+        assert config.sft.output_dir == str(tmp_path / "run" / "sft")
+        last_sft = str(tmp_path / "run" / "sft") if config.anneal is None else config.anneal.output_dir
+        assert config.grpo_v1.model == config.grpo_v2.model == last_sft == str(config.checkpoint("sft"))
+        if config.anneal is not None:  # a second SFT phase goes on from the first one
+            assert (config.anneal.model, last_sft) == (config.sft.output_dir, str(tmp_path / "run" / "anneal"))
         trained_from = "vision" if config.vision.steps else "base"  # a vision stage's checkpoint goes on to SFT
         assert config.sft.model == str(tmp_path / "run" / trained_from) and config.eval.split == "test"
 
