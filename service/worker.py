@@ -154,8 +154,10 @@ async def _answer(ctx: dict[str, Any], job_id: str) -> str:
     finally:
         stop.set()  # whatever ended the try, its thread stops at its next step
         watcher.cancel()
-    if await jobs.finish(job_id, result=result, attempt=attempt):
-        await jobs.store_in_cache(job_id, result)
+    # Cached before the job says it is complete: a client that sees it complete and asks again is answered from the
+    # cache (the other way round, a loaded machine let that client in between and ran the model again).
+    await jobs.store_in_cache(job_id, result)
+    await jobs.finish(job_id, result=result, attempt=attempt)
     return "complete"
 
 
