@@ -126,7 +126,7 @@ def _verdict(table: dict, by_row: dict[str, dict[str, BenchRecord]], order: list
         "fewer_frames": fewer,
         "met": beats[c.untrained] and beats[c.no_tool] and fewer,
         "paired_with_no_tool": {"agent_only_right": agent_only, "no_tool_only_right": baseline_only,
-                                "sign_test_p": round(sign_test_p(agent_only, baseline_only), 4)},
+                                "sign_test_p": float(f"{sign_test_p(agent_only, baseline_only):.3g}")}  # 3 figures: never "0",
     }
 
 

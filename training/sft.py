@@ -157,18 +157,24 @@ def train_sft(config: SFTStageConfig) -> dict:
                          data_collator=ConversationCollator(processor), callbacks=time_limit(config.max_seconds))
     started = time.perf_counter()
     resumed_from = int(resume.name[11:]) if resume else 0
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # optimizer, schedule, data order
+    if 0 < config.max_steps <= resumed_from:
+        # Nothing left to train: transformers' Trainer resumed from a checkpoint inside an epoch takes one step past
+        # max_steps before it checks (a finished 1,400-step stage became 1,401 steps), so it is not called.
+        steps, planned, loss = resumed_from, config.max_steps, None
+    else:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # optimizer, schedule, data order
+        steps, planned, loss = result.global_step, trainer.state.max_steps, round(float(result.training_loss), 4)
     seconds = time.perf_counter() - started
-    samples = (result.global_step - resumed_from) * config.batch_size * config.gradient_accumulation_steps
+    samples = (steps - resumed_from) * config.batch_size * config.gradient_accumulation_steps
     tokens = max((float(e["num_tokens"]) for e in trainer.state.log_history if "num_tokens" in e), default=0.0)
     throughput = {
-        "steps": result.global_step,
-        "planned_steps": trainer.state.max_steps,  # more than steps: stopped on max_seconds, resumable
+        "steps": steps,
+        "planned_steps": planned,  # more than steps: stopped on max_seconds, resumable
         "resumed_from_step": resumed_from,
         "train_seconds": round(seconds, 2),
         "samples_per_s": round(samples / seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1),
-        "final_loss": round(float(result.training_loss), 4),
+        "final_loss": loss,  # None: no step trained in this call
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "dtype": str(dtype).removeprefix("torch."),
     }

@@ -46,9 +46,10 @@ def test_rows_are_compared_on_common_questions_and_the_verdict_follows_the_numbe
     (verdict,) = table["verdicts"]
     assert verdict["met"] and verdict["beats_untrained"] and verdict["beats_no_tool"] and verdict["fewer_frames"]
     assert verdict["paired_with_no_tool"] == {"agent_only_right": 4, "no_tool_only_right": 0,
-                                              "sign_test_p": round(sign_test_p(4, 0), 4)}
+                                              "sign_test_p": 0.125}
     text = markdown(table, "T")
     assert "| trained | 71.4 (7) | – |" in text and "**trained: criterion met**" in text
+    assert "exact sign test p = 0.125." in text
 
 
 def test_too_many_frames_fails_the_verdict(tmp_path):
@@ -66,6 +67,7 @@ def test_sign_test():
     assert sign_test_p(0, 0) == 1.0
     assert round(sign_test_p(9, 1), 4) == 0.0215
     assert sign_test_p(3, 3) == 1.0
+    assert 1e-34 < sign_test_p(156, 11) < 1e-32  # stated to 3 figures in a table, not rounded to "p = 0"
 
 
 def test_the_command_line_builds_the_table_from_bench_folders_and_refuses_a_row_without_results(tmp_path, capsys):

@@ -227,7 +227,8 @@ def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path,
     again = replace(load_full_run(config, out).sft, output_dir=str(tmp_path / "again"))
     (tmp_path / "again").mkdir()
     (out / "sft" / "trainer").rename(tmp_path / "again" / "trainer")
-    assert train_sft(again)["resumed_from_step"] == 2  # an SFT stage with save_steps continues from its checkpoint
+    finished = train_sft(again)  # an SFT stage with save_steps continues from its checkpoint, here its last step:
+    assert (finished["resumed_from_step"], finished["steps"], finished["final_loss"]) == (2, 2, None)  # none more
     resumed = load_file(tmp_path / "again" / "model.safetensors")  # no step left to take: the checkpoint's weights
     name = "model.layers.0.self_attn.q_proj.weight"
     assert resumed[name].equal(saved[name])
