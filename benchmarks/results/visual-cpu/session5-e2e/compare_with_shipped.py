@@ -2,9 +2,10 @@
 same test questions (both runs synthesise seed 0 identically, so the questions and clips are the same): accuracy per
 question kind, frames, tool-call rate, and the paired split of questions only one of them got right.
 
-    python benchmarks/results/visual-cpu/session5-e2e/compare_with_shipped.py E2E_RESULTS [SHIPPED_RESULTS]
+    python benchmarks/results/visual-cpu/session5-e2e/compare_with_shipped.py E2E_RESULTS [SHIPPED_RESULTS [LABEL LABEL]]
 
-Run from the repository root; SHIPPED_RESULTS defaults to session 4's 400 test answers of the shipped model.
+Run from the repository root; SHIPPED_RESULTS defaults to session 4's 400 test answers of the shipped model; the
+labels name the two rows (session 6 compares the one run before and after its anneal phase with them).
 """
 import json
 import sys
@@ -41,16 +42,18 @@ def summary(records: list[dict]) -> str:
 
 def main() -> None:
     e2e, shipped = answers(sys.argv[1]), answers(sys.argv[2] if len(sys.argv) > 2 else SHIPPED)
+    first, second = sys.argv[3:5] if len(sys.argv) > 4 else ("one run from random weights",
+                                                               "shipped (four sessions of resumed runs)")
     common = sorted(set(e2e) & set(shipped))
     kinds = sorted({e2e[i]["task"] for i in common})
     print(f"{len(common)} test questions answered by both\n")
     print(f"| model | overall | event questions | {' | '.join(kinds)} | frames (event q.) | tool-call rate (event q.) |")
     print("|---" * (5 + len(kinds)) + "|")
-    print(f"| one run from random weights | {summary([e2e[i] for i in common])} |")
-    print(f"| shipped (four sessions of resumed runs) | {summary([shipped[i] for i in common])} |")
+    print(f"| {first} | {summary([e2e[i] for i in common])} |")
+    print(f"| {second} | {summary([shipped[i] for i in common])} |")
     only_e2e = sum(correct(e2e[i]) and not correct(shipped[i]) for i in common)
     only_shipped = sum(correct(shipped[i]) and not correct(e2e[i]) for i in common)
-    print(f"\npaired: {only_e2e} questions only the one-run model got right, {only_shipped} only the shipped one; "
+    print(f"\npaired: {only_e2e} questions only the first got right, {only_shipped} only the second; "
           f"exact sign test p = {sign_test_p(only_e2e, only_shipped):.3g}")
 
 
