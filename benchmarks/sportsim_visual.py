@@ -56,6 +56,7 @@ TEAM_RGB = {"red": (220, 30, 30), "blue": (30, 60, 220), "yellow": (240, 220, 30
 PLACES = ("left", "centre", "right")
 SIDES = ("left", "right")
 KINDS = ("score", "out", "foul")
+TASKS = ("what", "who", "where", "penalty", "side")  # the question kinds, in the order tables show them
 FOUL_SHAPES = ("square", "diamond", "plus")
 SHAPE_OF_KIND = {"score": "circle", "out": "triangle"}
 KIND_WORDS = {"score": "a score", "out": "the ball went out of play", "foul": "a foul", "none": "nothing happened"}

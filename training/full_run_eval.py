@@ -20,6 +20,7 @@ from sportlens.benchmarks.evidence import Comparison, Row, answered, build
 from sportlens.benchmarks.loaders import Dataset, load_dataset
 from sportlens.benchmarks.runner import RunSpec, run_benchmark, standard_runs
 from sportlens.benchmarks.sportsim import DIMENSIONS, EVENT_OF_TASK
+from sportlens.benchmarks.sportsim_visual import TASKS
 from sportlens.training.full_run_config import LABELS, FullRunConfig, questions
 from sportlens.training.full_run_progress import Progress, use_threads
 
@@ -173,6 +174,8 @@ def _table(config: FullRunConfig) -> dict:
     rows = _evidence_rows(config)
     comparisons = [Comparison(stage, "base", f"{stage}-no-tool", max_frames=config.eval.uniform_frames)
                    for stage in config.eval.no_tool_for]
+    if config.synth.preset == "visual":  # its question kinds are its own; the broadcast event types would be empty
+        return build(rows, event_type=lambda record: record.task, comparisons=comparisons, event_types=list(TASKS))
     return build(rows, event_type=lambda record: EVENT_OF_TASK.get(record.task, "other"), comparisons=comparisons,
                  dimensions=list(DIMENSIONS.values()), event_types=list(dict.fromkeys(EVENT_OF_TASK.values())))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
@@ -177,6 +178,7 @@ def _export(config: FullRunConfig, progress: Progress, table: dict) -> None:
     progress.start("export", "`sportlens models export` of both GRPO checkpoints, their evaluation in the manifest")
     exported = []
     for stage in ("grpo-v1", "grpo-v2"):
+        shutil.rmtree(config.out / "export" / stage, ignore_errors=True)  # a resumed run exports its newest evaluation
         summary = config.out / "eval" / f"summary-{stage}.json"
         summary.parent.mkdir(parents=True, exist_ok=True)
         verdicts = [v for v in table["verdicts"] if v["agent"] == stage]

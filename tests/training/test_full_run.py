@@ -221,6 +221,14 @@ def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path,
     assert loaded.grpo_v1.model == loaded.grpo_v2.model == str(out.resolve() / "anneal")  # GRPO starts from it,
     assert loaded.checkpoint("sft") == out.resolve() / "anneal"  # and the table's SFT row is it
     assert (out / "sportsim" / "qa.jsonl").stat().st_mtime_ns == qa_written  # done stages are not redone
+    try:
+        assert main(["--config", str(config), "--out", str(out), "--resume"]) == 0  # GRPO, evaluation, export
+        assert main(["--config", str(config), "--out", str(out), "--resume"]) == 0  # a finished run: table, export again
+    finally:
+        torch.set_num_threads(threads)
+    table = json.loads((out / "evidence.json").read_text())  # the visual preset's question kinds are its columns
+    assert table["event_types"] == ["what", "who", "where", "penalty", "side"] and table["questions"] >= 1
+    assert sum(cell["n"] for cell in table["rows"]["sft"]["by_event_type"].values()) == table["questions"]
     from safetensors.torch import load_file
 
     saved = load_file(out / "sft" / "trainer" / "checkpoint-2" / "model.safetensors")
