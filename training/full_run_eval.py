@@ -10,7 +10,7 @@ import queue
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sportlens.agent.backends.transformers_local import TransformersBackend
@@ -43,7 +43,10 @@ def eval_rows(config: FullRunConfig) -> list[EvalRow]:
     agent_run, no_tool = standard_runs([e.uniform_frames], constrain=e.constrain, agent=agent)
     baselines = [EvalRow(f"{stage}-no-tool", f"uniform-{e.uniform_frames}, no tool ({config.label(stage)} weights)",
                          stage, no_tool) for stage in e.no_tool_for]
-    agents = [EvalRow(stage, config.label(stage), stage, agent_run) for stage in LABELS]
+    # Random weights keep no protocol by themselves: the untrained row is always constrained, so that it answers and
+    # shows chance (unconstrained, every answer was a format error and the row read 0 %).
+    untrained = RunSpec(agent_run.name, replace(agent_run.settings, constrain=True))
+    agents = [EvalRow(stage, config.label(stage), stage, untrained if stage == "base" else agent_run) for stage in LABELS]
     return [baselines[0], *agents, *baselines[1:]]
 
 

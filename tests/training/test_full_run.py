@@ -178,7 +178,7 @@ vision: {steps: 2, batch_size: 4}
 sft: {learning_rate: 1.0e-3, max_steps: 2, batch_size: 2, freeze_vision: true, save_steps: 1}
 anneal: {learning_rate: 3.0e-4, lr_scheduler: cosine, max_steps: 1, batch_size: 2, save_steps: 1}
 grpo: {num_generations: 2, batch_size: 2, max_steps: 1, max_items: 2, max_turns: 2, max_tokens_per_turn: 12}
-eval: {max_items: 2, max_turns: 2, max_tokens_per_turn: 16, chunk: 2, no_tool_for: [grpo-v1]}
+eval: {max_items: 2, max_turns: 2, max_tokens_per_turn: 160, chunk: 2, no_tool_for: [grpo-v1], constrain: false}
 """
 
 
@@ -229,6 +229,8 @@ def test_a_visual_run_stops_after_a_stage_and_resumes_where_it_stopped(tmp_path,
     table = json.loads((out / "evidence.json").read_text())  # the visual preset's question kinds are its columns
     assert table["event_types"] == ["what", "who", "where", "penalty", "side"] and table["questions"] >= 1
     assert sum(cell["n"] for cell in table["rows"]["sft"]["by_event_type"].values()) == table["questions"]
+    untrained = read_records(out / "eval" / "base" / "results.jsonl")  # constrained even so, the untrained row answers
+    assert untrained and all(r.result.trajectory.answer for r in untrained)
     from safetensors.torch import load_file
 
     saved = load_file(out / "sft" / "trainer" / "checkpoint-2" / "model.safetensors")
