@@ -23,6 +23,8 @@ class Progress:
         self.path, self.publish = out / "timings.json", publish
         self.timings: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
         self._unfinished_path = out / "unfinished.json"
+        self._unfinished: dict[str, float] = (json.loads(self._unfinished_path.read_text())
+                                              if self._unfinished_path.exists() else {})
         self._started: dict[str, float] = {}
 
     def start(self, stage: str, what: str) -> None:
@@ -34,26 +36,21 @@ class Progress:
 
     def stopped(self, stage: str) -> None:
         """The stage stopped before its end, to be resumed: its seconds so far are kept for :meth:`done`."""
-        unfinished = self._unfinished()
-        unfinished[stage] = round(unfinished.get(stage, 0.0) + self.elapsed(stage), 2)
-        self._unfinished_path.write_text(json.dumps(unfinished, indent=2) + "\n")
+        self._unfinished[stage] = round(self._unfinished.get(stage, 0.0) + self.elapsed(stage), 2)
+        self._unfinished_path.write_text(json.dumps(self._unfinished, indent=2) + "\n")
 
     def done(self, stage: str, **figures) -> None:
-        unfinished = self._unfinished()
-        earlier = unfinished.pop(stage, 0.0)
+        earlier = self._unfinished.pop(stage, 0.0)
         seconds = round(self.elapsed(stage) + earlier, 2)
         if earlier:
             figures = {"earlier_invocations_s": earlier, **figures}
-            self._unfinished_path.write_text(json.dumps(unfinished, indent=2) + "\n")
+            self._unfinished_path.write_text(json.dumps(self._unfinished, indent=2) + "\n")
         self.timings[stage] = {"seconds": seconds, **figures}
         shown = ", ".join(f"{k} {v}" for k, v in figures.items() if isinstance(v, (int, float, str)))
         print(f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage}: done in {seconds:.1f} s ({shown})", flush=True)
         self.path.write_text(json.dumps(self.timings, indent=2) + "\n")
         if self.publish is not None:
             (self.publish / self.path.name).write_text(self.path.read_text())
-
-    def _unfinished(self) -> dict[str, float]:
-        return json.loads(self._unfinished_path.read_text()) if self._unfinished_path.exists() else {}
 
 
 def use_threads(count: int | None) -> None:
