@@ -87,6 +87,10 @@ def save_checkpoint(model, processor, out: str | Path, *, parent: str | Path, st
     manifest.update(name=out.resolve().name, protocol_version=PROTOCOL_VERSION)
     manifest["stages"] = [*manifest.get("stages", []), stage]
     manifest.pop("note", None)  # the demo's "random weights" note no longer holds
+    # An exported parent (the shipped model, a fine-tune's start) names its weights' hash, calibration and evaluation:
+    # they describe the parent's weights, not these; kept, the hash made the new checkpoint fail its own check.
+    for field in ("weights_sha256", "calibration_artifact", "eval_summary"):
+        manifest.pop(field, None)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 

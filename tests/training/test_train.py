@@ -110,6 +110,29 @@ def test_export_ships_the_calibration_under_the_exported_name_and_ask_applies_it
     assert result["prediction_set"] and set(result["prediction_set"]) <= {"A", "B"}
 
 
+def test_training_from_an_exported_model_drops_what_described_its_weights(sft_checkpoint, distilled, sim_qa,
+                                                                          tmp_path, capsys):
+    """Fine-tuning the shipped model: the new checkpoint must not carry the parent's hash, calibration or evaluation
+    (the inherited hash made `ask` refuse it as corrupted)."""
+    summary = tmp_path / "eval.json"
+    summary.write_text(json.dumps({"accuracy": 0.5}))
+    served = tmp_path / "served"
+    assert main(["models", "export", str(sft_checkpoint), str(served), "--eval-summary", str(summary),
+                 "--calibration", str(calibration_for("out", sft_checkpoint, tmp_path / "cal.json"))]) == 0
+    config = write_config(tmp_path, "sft.json", model=str(served), data=str(distilled),
+                          output_dir=str(tmp_path / "tuned"), **{**SFT, "max_steps": 1})
+    assert main(["train", "sft", str(config)]) == 0
+    manifest = json.loads((tmp_path / "tuned" / "manifest.json").read_text())
+    assert not {"weights_sha256", "calibration_artifact", "eval_summary"} & set(manifest)
+    assert [s["stage"] for s in manifest["stages"][-2:]] == ["sft", "sft"]
+    capsys.readouterr()
+    video = sim_qa.parent / "clips" / "soccer_00000.mp4"
+    code = main(["ask", str(video), "Which foul?", "--options", "A) a;B) b", "--model", str(tmp_path / "tuned"),
+                 "--max-turns", "1", "--json"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["trajectory"]["answer"] in ("A", "B")
+
+
 def test_export_refuses_a_calibration_made_for_another_model(sft_checkpoint, demo_model_dir, tmp_path, capsys):
     calibration = calibration_for("demo", demo_model_dir, tmp_path / "cal.json")
     assert main(["models", "export", str(sft_checkpoint), str(tmp_path / "served"), "--calibration",
