@@ -39,7 +39,7 @@ from tqdm import tqdm
 from sportlens.agent.records import QAItem
 from sportlens.benchmarks.sportsim_simulation import SPLIT_PATTERN
 
-GENERATOR_VERSION = "sportsim-visual-3"
+GENERATOR_VERSION = "sportsim-visual-4"
 FPS = 2
 # Three clip lengths, so three sets of initial frame labels. A model of this size trained from scratch learned to read
 # the frames within 200 steps but not, in 600 steps, to copy frame labels it had not seen before into a tool call
@@ -59,7 +59,10 @@ KINDS = ("score", "out", "foul")
 TASKS = ("what", "who", "where", "penalty", "side")  # the question kinds, in the order tables show them
 FOUL_SHAPES = ("square", "diamond", "plus")
 SHAPE_OF_KIND = {"score": "circle", "out": "triangle"}
-KIND_WORDS = {"score": "a score", "out": "the ball went out of play", "foul": "a foul", "none": "nothing happened"}
+# Each option of a kind starts with its own word: the shipped model's closing sentence began "a" for both "a score" and
+# "a foul", and all 13 of its "what" answers whose closing named the right option but whose letter was wrong (of 93,
+# session 4's test split) were those two swapped.
+KIND_WORDS = {"score": "score", "out": "ball out of play", "foul": "foul", "none": "nothing happened"}
 PENALTIES = {  # per sport: the penalty each foul shape draws, then a penalty no shape draws (a distractor)
     "soccer": {"square": "direct free kick", "diamond": "penalty kick", "plus": "yellow card", None: "corner kick"},
     "basketball": {"square": "two free throws", "diamond": "three free throws", "plus": "technical foul",

@@ -226,8 +226,8 @@ class DistillSettings:
 class VisionSettings:
     """Auxiliary training of the vision tower before SFT (``training/visual_pretrain.py``; SportSim visual only)."""
 
-    steps: int = _help("batches of rendered frames whose marks, marker, colour, shape and place the tower learns to "
-                       "read; 0: none", 0)
+    steps: int = _help("batches of rendered frames whose marks, marker, colour, shape and place, and the team on the "
+                       "left, the tower learns to read; 0: none", 0)
     batch_size: int = _help("frames a batch", 32)
     learning_rate: float = _help("AdamW learning rate of the tower and its read-out heads", 1.0e-3)
 

@@ -4,8 +4,9 @@ In SFT the vision tower learns only through the few tokens that depend on a fram
 tool frame shows the incident, its colour, shape and place): after 1,700 steps of trajectories and look drills the
 language model still named the marker's colour at chance, although the frame at the model's 168×84 shows it plainly.
 Here the tower gets a dense signal instead: linear heads on each of its merged tokens (the 18 a frame becomes in the
-prompt) predict, for every frame, the number of marks in the bar and whether the incident's marker is shown, and for a
-marker its colour, shape and place. Frames are rendered from random scenes (``sportsim_visual.render``), passed
+prompt) predict, for every frame, the number of marks in the bar, whether the incident's marker is shown and which
+team colour stands on the left half (what a side question asks: a frozen tower trained without it carried it at
+chance), and for a marker its colour, shape and place. Frames are rendered from random scenes (``sportsim_visual.render``), passed
 through JPEG as distilled frames are, and shaped by the checkpoint's own image processor. Heads are thrown away; the
 checkpoint keeps its language model and gets the trained tower.
 
@@ -31,8 +32,8 @@ from sportlens.training.checkpoint import save_checkpoint
 
 SHAPES = (*visual.SHAPE_OF_KIND.values(), *visual.FOUL_SHAPES)
 COLOURS = tuple(visual.TEAM_RGB)
-TARGETS = {"marks": visual.MARK_SLOTS + 1, "seen": 2, "colour": len(COLOURS), "shape": len(SHAPES),
-           "place": len(visual.PLACES)}
+TARGETS = {"marks": visual.MARK_SLOTS + 1, "seen": 2, "left": len(COLOURS), "colour": len(COLOURS),
+           "shape": len(SHAPES), "place": len(visual.PLACES)}
 
 
 def sample_frames(seed: int, count: int) -> tuple[list[Image.Image], dict[str, torch.Tensor]]:
@@ -50,6 +51,7 @@ def sample_frames(seed: int, count: int) -> tuple[list[Image.Image], dict[str, t
         seen = start <= t <= end
         labels["marks"].append(scene.marks_before + (t >= start))
         labels["seen"].append(int(seen))
+        labels["left"].append(COLOURS.index(scene.teams[scene.sides.index("left")]))
         labels["colour"].append(COLOURS.index(scene.teams[scene.team]) if seen else -100)
         labels["shape"].append(SHAPES.index(scene.shape) if seen else -100)
         labels["place"].append(visual.PLACES.index(scene.place) if seen else -100)

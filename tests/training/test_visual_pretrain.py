@@ -15,6 +15,11 @@ def test_the_targets_are_what_the_pixels_show():
         pixels = np.asarray(image)
         assert visual.count_marks(pixels) == int(labels["marks"][i])
         assert visual.shows_moment(pixels) == bool(labels["seen"][i])
+        left_team = np.array(visual.TEAM_RGB[COLOURS[labels["left"][i]]])
+        near = np.abs(pixels[visual.BAR_HEIGHT:].astype(int) - left_team).sum(axis=2) < 40  # its players' pixels
+        half = near.shape[1] // 2
+        if not labels["seen"][i]:  # (the marker, in a team's colour, may be larger than the players)
+            assert near[:, :half].sum() > 2 * 16 * 16 > near[:, half:].sum()  # its 4 players (JPEG blurs their edges)
         if labels["seen"][i]:
             assert COLOURS[labels["colour"][i]] in visual.TEAM_RGB and SHAPES[labels["shape"][i]]
         else:
@@ -24,7 +29,7 @@ def test_the_targets_are_what_the_pixels_show():
 def test_pretraining_changes_the_tower_only_and_writes_a_checkpoint_that_names_the_stage(tmp_path):
     base = build_demo_model(tmp_path / "base", seed=0, shape=VISUAL_SHAPE)
     summary = pretrain(base, tmp_path / "vision", steps=2, batch=4, seed=1)
-    assert set(summary["held_out_accuracy"]) == {"marks", "seen", "colour", "shape", "place"}
+    assert set(summary["held_out_accuracy"]) == {"marks", "seen", "left", "colour", "shape", "place"}
     before, after = load_file(base / "model.safetensors"), load_file(tmp_path / "vision" / "model.safetensors")
     tower = [name for name in before if name.startswith("visual.")]
     language = [name for name in before if not name.startswith("visual.")]
