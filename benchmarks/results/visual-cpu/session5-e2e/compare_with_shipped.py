@@ -1,6 +1,7 @@
 """The model `full_run --profile visual-cpu` trained from random weights in one run against the shipped model, on the
 same test questions (both runs synthesise seed 0 identically, so the questions and clips are the same): accuracy per
-question kind, frames, tool-call rate, and the paired split of questions only one of them got right.
+question kind, frames, tool-call rate, and the paired split of questions only one of them got right (all, event
+questions, each kind).
 
     python benchmarks/results/visual-cpu/session5-e2e/compare_with_shipped.py E2E_RESULTS [SHIPPED_RESULTS [LABEL LABEL]]
 
@@ -51,10 +52,14 @@ def main() -> None:
     print("|---" * (5 + len(kinds)) + "|")
     print(f"| {first} | {summary([e2e[i] for i in common])} |")
     print(f"| {second} | {summary([shipped[i] for i in common])} |")
-    only_e2e = sum(correct(e2e[i]) and not correct(shipped[i]) for i in common)
-    only_shipped = sum(correct(shipped[i]) and not correct(e2e[i]) for i in common)
-    print(f"\npaired: {only_e2e} questions only the first got right, {only_shipped} only the second; "
-          f"exact sign test p = {sign_test_p(only_e2e, only_shipped):.3g}")
+    print()
+    groups = {"all": common, "event questions": [i for i in common if e2e[i]["event"]]}
+    groups |= {kind: [i for i in common if e2e[i]["task"] == kind] for kind in kinds}
+    for name, ids in groups.items():
+        only_e2e = sum(correct(e2e[i]) and not correct(shipped[i]) for i in ids)
+        only_shipped = sum(correct(shipped[i]) and not correct(e2e[i]) for i in ids)
+        print(f"paired, {name} ({len(ids)}): {only_e2e} questions only the first got right, {only_shipped} only the "
+              f"second; exact sign test p = {sign_test_p(only_e2e, only_shipped):.3g}")
 
 
 if __name__ == "__main__":
