@@ -6,8 +6,9 @@ language model still named the marker's colour at chance, although the frame at 
 Here the tower gets a dense signal instead: linear heads on each of its merged tokens (the 18 a frame becomes in the
 prompt) predict, for every frame, the number of marks in the bar, whether the incident's marker is shown and which
 team colour stands on the left half (what a side question asks: a frozen tower trained without it carried it at
-chance), and for a marker its colour, shape and place. Frames are rendered from random scenes (``sportsim_visual.render``), passed
-through JPEG as distilled frames are, and shaped by the checkpoint's own image processor. Heads are thrown away; the
+chance), and for a marker its colour, shape and place. Frames are rendered from random scenes
+(``sportsim_visual.render``), passed through JPEG as distilled frames are, and shaped by the checkpoint's own image
+processor. Heads are thrown away; the
 checkpoint keeps its language model and gets the trained tower.
 
     python -m sportlens.training.visual_pretrain CHECKPOINT OUT [--steps N] [--probe]
